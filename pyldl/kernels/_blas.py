@@ -1,0 +1,82 @@
+"""BLAS ``gemm`` callable from compiled code, through SciPy's Cython BLAS.
+
+``gemm`` folds a product into an existing buffer (``C = alpha op(A) op(B) + beta C``), which
+``np.dot`` cannot: gradients accumulate and updates subtract without a temporary.
+"""
+
+import llvmlite.binding as llvm
+import numpy as np
+from numba import types
+from numba.core import cgutils
+from numba.extending import get_cython_function_address, intrinsic, overload
+
+
+def _external_gemm(name):
+    """Declare SciPy's ``name`` as a symbol (not a ctypes pointer), so kernels can be cached."""
+    symbol = f"pyldl_{name}"
+    llvm.add_symbol(symbol, get_cython_function_address("scipy.linalg.cython_blas", name))
+    return types.ExternalFunction(symbol, types.void(*([types.voidptr] * 13)))
+
+
+_DGEMM = _external_gemm("dgemm")
+_SGEMM = _external_gemm("sgemm")
+
+
+@intrinsic
+def _address_of(typingctx, value):
+    """A pointer to a stack copy of a scalar (Fortran BLAS takes every argument by address)."""
+
+    def codegen(context, builder, signature, args):
+        slot = cgutils.alloca_once_value(builder, args[0])
+        return builder.bitcast(slot, cgutils.voidptr_t)
+
+    return types.voidptr(value), codegen
+
+
+def gemm(trans_a, trans_b, alpha, A, B, beta, C):
+    """C = alpha op(A) op(B) + beta C for C-contiguous 2-D arrays (op transposes when asked).
+
+    This body is the NumPy stand-in that runs under NUMBA_DISABLE_JIT=1; compiled code
+    calls BLAS through the overload below.
+    """
+    product = (A.T if trans_a else A) @ (B.T if trans_b else B)
+    if beta == 0:
+        C[...] = alpha * product
+    else:
+        C[...] = alpha * product + beta * C
+
+
+@overload(gemm)
+def _gemm_blas(trans_a, trans_b, alpha, A, B, beta, C):
+    blas = _DGEMM if C.dtype == types.float64 else _SGEMM
+
+    def impl(trans_a, trans_b, alpha, A, B, beta, C):
+        # Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T.
+        if C.size == 0:
+            return
+        transpose, keep = np.int8(ord("T")), np.int8(ord("N"))
+        m, n = np.int32(C.shape[1]), np.int32(C.shape[0])
+        k = np.int32(A.shape[0] if trans_a else A.shape[1])
+        if k == 0:
+            if beta == 0:
+                C[...] = 0
+            else:
+                C *= C.dtype.type(beta)
+            return
+        blas(
+            _address_of(transpose if trans_b else keep),
+            _address_of(transpose if trans_a else keep),
+            _address_of(m),
+            _address_of(n),
+            _address_of(k),
+            _address_of(C.dtype.type(alpha)),
+            B.ctypes,
+            _address_of(np.int32(B.shape[1])),
+            A.ctypes,
+            _address_of(np.int32(A.shape[1])),
+            _address_of(C.dtype.type(beta)),
+            C.ctypes,
+            _address_of(np.int32(C.shape[1])),
+        )
+
+    return impl

@@ -1,0 +1,39 @@
+"""pyldl: PyLDL's small neural networks, compiled with Numba.
+
+The same classes, import paths and numbers as the PyLDL teaching library; every numeric
+step runs in a Numba kernel. ``pyldl.reference`` is the plain-NumPy yardstick.
+"""
+
+from .activations import ReLU, Sigmoid, Softmax, Tanh
+from .base import Activation, Loss, Module
+from .exceptions import DimensionMismatchError, DivergenceError
+from .layers import AutoEncoder, Sequential
+from .losses import BCELoss, MSELoss
+from .modules import Linear
+from .optimizers import SGD, Optim
+from .utils import create_minibatches, encode_one_hot, gen_arti, load_usps
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Activation",
+    "AutoEncoder",
+    "BCELoss",
+    "DimensionMismatchError",
+    "DivergenceError",
+    "Linear",
+    "Loss",
+    "MSELoss",
+    "Module",
+    "Optim",
+    "ReLU",
+    "SGD",
+    "Sequential",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
+    "create_minibatches",
+    "encode_one_hot",
+    "gen_arti",
+    "load_usps",
+]

@@ -1,0 +1,66 @@
+"""Activations whose arithmetic runs in Numba kernels (any shape; Softmax on the last axis)."""
+
+import numpy as np
+
+from .base import as_float_array
+from .kernels import activations as kernels
+from .reference import activations as reference
+from .reference.activations import input_and_delta
+
+
+class _Elementwise:
+    """Runs 1-D kernels on flattened views, so one compiled kernel serves every shape."""
+
+    _forward = None
+    _backward_delta = None
+
+    def forward(self, X):
+        X = as_float_array(X, "X")
+        out = np.empty_like(X)
+        type(self)._forward(X.reshape(-1), out.reshape(-1))
+        return out
+
+    def backward_delta(self, input, delta):
+        input, delta = input_and_delta(input, delta)
+        out = np.empty_like(input)
+        type(self)._backward_delta(input.reshape(-1), delta.reshape(-1), out.reshape(-1))
+        return out
+
+
+class Tanh(_Elementwise, reference.Tanh):
+    __doc__ = reference.Tanh.__doc__
+    _forward = kernels.tanh_forward
+    _backward_delta = kernels.tanh_backward_delta
+
+
+class Sigmoid(_Elementwise, reference.Sigmoid):
+    __doc__ = reference.Sigmoid.__doc__
+    _forward = kernels.sigmoid_forward
+    _backward_delta = kernels.sigmoid_backward_delta
+
+
+class ReLU(_Elementwise, reference.ReLU):
+    __doc__ = reference.ReLU.__doc__
+    _forward = kernels.relu_forward
+    _backward_delta = kernels.relu_backward_delta
+
+
+def _rows(x):
+    """A 2-D view whose rows are the last axis of ``x``."""
+    return x.reshape(-1, x.shape[-1]) if x.ndim else x.reshape(1, 1)
+
+
+class Softmax(reference.Softmax):
+    __doc__ = reference.Softmax.__doc__
+
+    def forward(self, X):
+        X = as_float_array(X, "X")
+        out = np.empty_like(X)
+        kernels.softmax_forward(_rows(X), _rows(out))
+        return out
+
+    def backward_delta(self, input, delta):
+        input, delta = input_and_delta(input, delta)
+        out = np.empty_like(input)
+        kernels.softmax_backward_delta(_rows(input), _rows(delta), _rows(out))
+        return out

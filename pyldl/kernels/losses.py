@@ -1,0 +1,61 @@
+"""Kernels of the MSE and BCE losses.  y, yhat, out (N, D) of one dtype.
+
+Loss values are sums of many terms: they accumulate in a float64 scalar, so a float32
+loss is as accurate as NumPy's pairwise sum (no array is widened).
+"""
+
+import numpy as np
+
+from ._numba import jit
+
+
+@jit
+def clip(value, low, high):
+    """``value`` limited to [low, high]; NaN stays NaN, as in np.clip."""
+    value = low if value < low else value
+    return high if value > high else value
+
+
+@jit
+def mse_forward(y, yhat):
+    """Mean over rows of the squared error summed over columns."""
+    total = 0.0
+    for i in range(y.shape[0]):
+        for j in range(y.shape[1]):
+            d = y[i, j] - yhat[i, j]
+            total += d * d
+    return total / y.shape[0]
+
+
+@jit
+def mse_backward(y, yhat, out):
+    """out = -2 (y - yhat)."""
+    two = y.dtype.type(2)
+    for i in range(y.shape[0]):
+        for j in range(y.shape[1]):
+            out[i, j] = two * (yhat[i, j] - y[i, j])
+
+
+@jit
+def bce_forward(y, yhat, eps):
+    """-mean(y log p + (1 - y) log(1 - p)), p = yhat clipped to [eps, 1 - eps]."""
+    one = y.dtype.type(1)
+    low, high = y.dtype.type(eps), one - y.dtype.type(eps)
+    total = 0.0
+    for i in range(y.shape[0]):
+        for j in range(y.shape[1]):
+            p = clip(yhat[i, j], low, high)
+            total += y[i, j] * np.log(p) + (one - y[i, j]) * np.log(one - p)
+    return -total / y.size
+
+
+@jit
+def bce_backward(y, yhat, eps, out):
+    """out = (p - y) / (p (1 - p) N), p = yhat clipped to [eps, 1 - eps], N rows."""
+    one = y.dtype.type(1)
+    low, high = y.dtype.type(eps), one - y.dtype.type(eps)
+    rows = y.dtype.type(y.shape[0])
+    for i in range(y.shape[0]):
+        for j in range(y.shape[1]):
+            p = clip(yhat[i, j], low, high)
+            out[i, j] = (p - y[i, j]) / (p * (one - p) * rows)

@@ -1,0 +1,71 @@
+"""Containers: Sequential and AutoEncoder. They hold no arithmetic of their own."""
+
+from ..base import Module
+
+
+class Sequential(Module):
+    """Modules applied one after the other; a container may hold containers.
+
+    ``forward`` keeps each module's input; ``backward(input, delta)`` walks the modules
+    from last to first (gradient, then delta) and returns the delta for the network's input.
+    """
+
+    def __init__(self, *modules):
+        super().__init__()
+        self._modules = list(modules)
+        self._inputs = None
+
+    def __repr__(self):
+        inner = ",\n".join("  " + repr(m).replace("\n", "\n  ") for m in self._modules)
+        return f"{type(self).__name__}(\n{inner}\n)"
+
+    def forward(self, X):
+        self._inputs = []
+        for module in self._modules:
+            self._inputs.append(X)
+            X = module(X)
+        return X
+
+    def _stored_inputs(self):
+        if self._inputs is None:
+            raise RuntimeError(f"{type(self).__name__}.backward needs a forward pass first")
+        return self._inputs
+
+    def backward(self, input, delta):
+        """Accumulate every module's gradient; return the delta for ``input``."""
+        for module, x in zip(reversed(self._modules), reversed(self._stored_inputs())):
+            if isinstance(module, Sequential):
+                delta = module.backward(x, delta)
+            else:
+                module.backward_update_gradient(x, delta)
+                delta = module.backward_delta(x, delta)
+        return delta
+
+    def backward_update_gradient(self, input, delta):
+        self.backward(input, delta)
+
+    def backward_delta(self, input, delta):
+        for module, x in zip(reversed(self._modules), reversed(self._stored_inputs())):
+            delta = module.backward_delta(x, delta)
+        return delta
+
+    def update_parameters(self, gradient_step=1e-3):
+        for module in self._modules:
+            module.update_parameters(gradient_step)
+
+    def zero_grad(self):
+        for module in self._modules:
+            module.zero_grad()
+
+
+class AutoEncoder(Sequential):
+    """An encoder to a latent space followed by a decoder back: ``decoder(encoder(X))``."""
+
+    def __init__(self, encoder, decoder):
+        super().__init__(encoder, decoder)
+        self._encoder = encoder
+        self._decoder = decoder
+
+    def encode(self, X):
+        """The latent representation of ``X``."""
+        return self._encoder(X)

@@ -1,0 +1,68 @@
+"""Data helpers with PyLDL's random draws, so seeded notebooks get the same data."""
+
+import numpy as np
+
+
+def create_minibatches(X, Y, batch_size):
+    """The list of (X, Y) batches SGD trains on.
+
+    One ``np.random.permutation(len(X))`` is drawn; batches are consecutive slices of
+    ``batch_size`` rows in that order, the last partial batch kept (also when there are
+    fewer rows than one batch).
+    """
+    X, Y = np.asarray(X), np.asarray(Y)
+    order = np.random.permutation(len(X))
+    X, Y = X[order], Y[order]
+    return [(X[i : i + batch_size], Y[i : i + batch_size]) for i in range(0, len(X), batch_size)]
+
+
+def encode_one_hot(y):
+    """One-hot rows: as many columns as distinct labels, a 1 at column ``y[i]`` in row i."""
+    y = np.asarray(y).reshape(-1)
+    one_hot = np.zeros((y.shape[0], len(np.unique(y))))
+    one_hot[np.arange(y.shape[0]), y] = 1
+    return one_hot
+
+
+def _blob(center, sigma, n):
+    return np.random.multivariate_normal(center, np.diag([sigma, sigma]), n)
+
+
+def gen_arti(centerx=1, centery=1, sigma=0.1, nbex=1000, data_type=0, epsilon=0.02):
+    """Toy 2-D data with labels +1/-1 shaped (nbex, 1).
+
+    ``data_type`` 0: two Gaussian blobs; 1: four blobs in an XOR layout; 2: a checkerboard.
+    ``sigma`` is the variance of each blob; ``centery`` is accepted and unused (as in PyLDL).
+    Noise of standard deviation ``epsilon`` is added, then the rows are shuffled.
+    """
+    c = centerx
+    if data_type == 0:
+        data = np.vstack((_blob([c, c], sigma, nbex // 2), _blob([-c, -c], sigma, nbex // 2)))
+        y = np.hstack((np.ones(nbex // 2), -np.ones(nbex // 2)))
+    elif data_type == 1:
+        quarter = nbex // 4
+        blobs = [_blob(center, sigma, quarter) for center in ([c, c], [-c, -c], [-c, c], [c, -c])]
+        data = np.vstack(blobs)
+        y = np.hstack((np.ones(2 * quarter), -np.ones(2 * quarter)))
+    elif data_type == 2:
+        data = np.reshape(np.random.uniform(-4, 4, 2 * nbex), (nbex, 2))
+        y = 2 * ((np.ceil(data[:, 0]) + np.ceil(data[:, 1])) % 2) - 1
+    else:
+        raise ValueError(f"data_type must be 0, 1 or 2, got {data_type!r}")
+    data[:, 0] += np.random.normal(0, epsilon, nbex)
+    data[:, 1] += np.random.normal(0, epsilon, nbex)
+    order = np.random.permutation(y.size)
+    return data[order], y[order].reshape(-1, 1)
+
+
+def load_usps(path):
+    """USPS digits from a text file: (features as float, labels as int).
+
+    The first line is skipped; every line of more than two numbers is a row whose first
+    number is the label.
+    """
+    with open(path) as f:
+        f.readline()
+        rows = [[float(v) for v in line.split()] for line in f if len(line.split()) > 2]
+    table = np.array(rows)
+    return table[:, 1:], table[:, 0].astype(int)

@@ -1,0 +1,166 @@
+"""The benchmark workloads W1-W6: seeded data, networks, training settings and FLOP counts.
+
+One definition shared by the tests, the benchmarks, the comparison command and the demo.
+Seeds: data from ``RandomState(0)``; initial weights drawn like PyLDL's Linear (weights then
+bias, layer by layer) from ``RandomState(2)``; the minibatch permutation from
+``RandomState(1)``. W1 and W3/W5 need scikit-learn (``pip install pyldl[demo]``).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+import pyldl
+
+DATA_SEED, WEIGHTS_SEED, PERMUTATION_SEED = 0, 2, 1
+
+
+def _regression(n_samples):
+    from sklearn.datasets import make_regression
+
+    X, y = make_regression(n_samples=n_samples or 800, n_features=1, noise=1, random_state=DATA_SEED)
+    return X, y.reshape(-1, 1)
+
+
+def _four_gaussians(n_samples):
+    rs = np.random.RandomState(DATA_SEED)
+    per_blob = (n_samples or 4000) // 4
+    centers = [(1, 1), (-1, -1), (-1, 1), (1, -1)]
+    X = np.vstack([rs.multivariate_normal(c, np.diag([0.1, 0.1]), per_blob) for c in centers])
+    y = np.repeat([1.0, 1.0, 0.0, 0.0], per_blob).reshape(-1, 1)
+    X += rs.normal(0, 0.02, X.shape)
+    order = rs.permutation(len(X))
+    return X[order], y[order]
+
+
+def _digits(n_samples):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    n = n_samples or 1437
+    return digits.data[:n] / 16, pyldl.encode_one_hot(digits.target)[:n]
+
+
+def _uniform_autoencoder(n_samples):
+    X = np.random.RandomState(DATA_SEED).uniform(size=(n_samples or 7291, 256))
+    return X, X
+
+
+def _wide(n_samples):
+    rs = np.random.RandomState(DATA_SEED)
+    n = n_samples or 8192
+    return rs.standard_normal((n, 1024)), rs.standard_normal((n, 10))
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A training task: data, a network (a flat list of layers), a loss and SGD settings.
+
+    ``layers`` holds ``("linear", in, out)`` or an activation name; ``encoder_depth`` splits
+    them into an AutoEncoder's encoder and decoder (None: one Sequential).
+    """
+
+    key: str
+    name: str
+    layers: tuple
+    loss: str
+    batch_size: int
+    gradient_step: float
+    make_data: object
+    encoder_depth: int = None
+    quick_samples: int = None
+
+    def data(self, n_samples=None):
+        """(X, y) in float64; ``n_samples`` shrinks the data set (None: full size)."""
+        return self.make_data(n_samples)
+
+    def network(self, namespace=pyldl, dtype=np.float64):
+        """The network built from ``namespace`` (``pyldl`` or ``pyldl.reference``) with the
+        seeded initial weights; the global NumPy RNG is left as it was."""
+        state = np.random.get_state()
+        np.random.seed(WEIGHTS_SEED)
+        try:
+            modules = [
+                namespace.Linear(layer[1], layer[2], dtype=dtype)
+                if layer[0] == "linear"
+                else getattr(namespace, layer)()
+                for layer in self.layers
+            ]
+        finally:
+            np.random.set_state(state)
+        if self.encoder_depth is None:
+            return namespace.Sequential(*modules)
+        encoder = namespace.Sequential(*modules[: self.encoder_depth])
+        return namespace.AutoEncoder(encoder, namespace.Sequential(*modules[self.encoder_depth :]))
+
+    def loss_module(self, namespace=pyldl):
+        return {"mse": namespace.MSELoss, "bce": namespace.BCELoss}[self.loss]()
+
+    def weights(self):
+        """[(W, b), ...] of the Linear layers, in float64: the initial weights of :meth:`network`."""
+        net = self.network(pyldl.reference)
+        stack, found = [net], []
+        while stack:
+            module = stack.pop(0)
+            stack[:0] = getattr(module, "_modules", [])
+            if module._parameters is not None:
+                found.append((module._parameters, module._bias))
+        return found
+
+    def permutation(self, n_samples):
+        """The order of the rows for SGD's minibatches."""
+        return np.random.RandomState(PERMUTATION_SEED).permutation(n_samples)
+
+    def flops_per_epoch(self, n_samples):
+        """Nominal FLOPs per epoch: 6 x (sum of in x out over Linear layers) x samples."""
+        return 6 * sum(layer[1] * layer[2] for layer in self.layers if layer[0] == "linear") * n_samples
+
+
+_MLP3 = (("linear", 64, 128), "Sigmoid", ("linear", 128, 64), "Sigmoid", ("linear", 64, 10), "Sigmoid")
+
+WORKLOADS = {
+    w.key: w
+    for w in [
+        Workload("W1", "regression", (("linear", 1, 1),), "mse", 800, 1e-4, _regression),
+        Workload(
+            "W2",
+            "four-gaussians",
+            (("linear", 2, 8), "Tanh", ("linear", 8, 1), "Sigmoid"),
+            "mse",
+            4000,
+            1e-3,
+            _four_gaussians,
+        ),
+        Workload("W3", "digits-mlp", _MLP3, "mse", 64, 1e-3, _digits),
+        Workload(
+            "W4",
+            "usps-autoencoder",
+            (
+                ("linear", 256, 100),
+                "Sigmoid",
+                ("linear", 100, 4),
+                "Sigmoid",
+                ("linear", 4, 100),
+                "Sigmoid",
+                ("linear", 100, 256),
+                "Sigmoid",
+            ),
+            "bce",
+            64,
+            0.01,
+            _uniform_autoencoder,
+            encoder_depth=4,
+        ),
+        Workload("W5", "online-sgd", _MLP3, "mse", 1, 1e-3, _digits),
+        Workload(
+            "W6",
+            "wide-mlp",
+            (("linear", 1024, 2048), "ReLU", ("linear", 2048, 2048), "ReLU", ("linear", 2048, 10)),
+            "mse",
+            256,
+            1e-5,
+            _wide,
+            quick_samples=1024,
+        ),
+    ]
+}

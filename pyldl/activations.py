@@ -47,7 +47,9 @@ class ReLU(_Elementwise, reference.ReLU):
 
 def _rows(x):
     """A 2-D view whose rows are the last axis of ``x``."""
-    return x.reshape(-1, x.shape[-1]) if x.ndim else x.reshape(1, 1)
+    if not x.ndim:
+        return x.reshape(1, 1)
+    return x.reshape(int(np.prod(x.shape[:-1])), x.shape[-1])  # -1 fails when the last axis is 0
 
 
 class Softmax(reference.Softmax):

@@ -20,7 +20,7 @@ def as_float_array(x, name, dtype=None):
         raise TypeError(f"{name} must be a real numeric array, got dtype {x.dtype}")
     if dtype is None:
         dtype = x.dtype if x.dtype in FLOAT_DTYPES else np.float64
-    return np.ascontiguousarray(x, dtype=dtype)
+    return np.asarray(x, dtype=dtype, order="C")  # unlike ascontiguousarray, keeps 0-d arrays 0-d
 
 
 def check_dtype(dtype):

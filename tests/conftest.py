@@ -1,7 +1,15 @@
 """Shared test settings: the one table of tolerances (SPEC.md) and a seeded RNG."""
 
+# PyLDL draws from NumPy's global RNG, so these tests do too.
+# ruff: noqa: NPY002
+
+import contextlib
+
 import numpy as np
 import pytest
+
+import pyldl
+import pyldl.reference
 
 # comparison -> dtype -> (rtol, atol)
 TOLERANCES = {
@@ -30,3 +38,50 @@ def rng():
 @pytest.fixture(params=DTYPES, ids=lambda d: np.dtype(d).name)
 def dtype(request):
     return request.param
+
+
+@pytest.fixture(params=[pyldl, pyldl.reference], ids=["pyldl", "reference"])
+def namespace(request):
+    """The compiled classes and the plain-NumPy reference: checks that both must pass."""
+    return request.param
+
+
+def shape_id(shape):
+    """A readable test id for a shape: (7, 3) -> "7x3", (5,) -> "5"."""
+    return "x".join(str(n) for n in shape) if shape else "scalar"
+
+
+def numerical_gradient(f, x, eps=GRADCHECK_EPS):
+    """Central differences of the scalar ``f()`` with respect to every element of ``x``.
+
+    ``x`` is a C-contiguous float64 array that ``f`` reads (an input it closes over, or a
+    parameter array held by a module); it is perturbed in place and restored.
+    """
+    assert x.dtype == np.float64 and x.flags.c_contiguous
+    flat = x.reshape(-1)
+    grad = np.zeros(x.size)
+    for i in range(x.size):
+        saved = flat[i]
+        flat[i] = saved + eps
+        up = f()
+        flat[i] = saved - eps
+        down = f()
+        flat[i] = saved
+        grad[i] = (up - down) / (2 * eps)
+    return grad.reshape(x.shape)
+
+
+def assert_gradcheck(analytic, f, x):
+    """``analytic`` is the gradient of the scalar ``f()`` with respect to ``x`` (float64)."""
+    assert_close(analytic, numerical_gradient(f, x), "gradcheck", np.float64)
+
+
+@contextlib.contextmanager
+def seeded(seed):
+    """Seed NumPy's global RNG for the block (as PyLDL users do), then put its state back."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)

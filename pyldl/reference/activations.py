@@ -21,7 +21,7 @@ def _sigmoid(x):
 
 
 def _softmax(x):
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    e = np.exp(x - x.max(axis=-1, keepdims=True, initial=-np.inf))  # initial: an empty last axis
     return e / e.sum(axis=-1, keepdims=True)
 
 

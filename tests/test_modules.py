@@ -1,0 +1,414 @@
+"""Linear: kernels and module against the plain-NumPy reference, gradients, golden values,
+initialisation, dtypes and parameters assigned by the user."""
+
+# PyLDL draws from NumPy's global RNG, so these tests do too.
+# ruff: noqa: NPY002
+
+import numpy as np
+import pytest
+from conftest import DTYPES, assert_close, assert_gradcheck, seeded
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import pyldl
+import pyldl.reference as ref
+from pyldl.exceptions import DimensionMismatchError
+from pyldl.kernels import modules as kernels
+
+# (batch, in_features, out_features)
+SHAPES = [(1, 1, 1), (7, 3, 5), (1, 4, 3), (5, 300, 7), (2, 5, 300), (0, 4, 3), (64, 33, 17)]
+SHAPE_IDS = [f"{n}x{i}->{o}" for n, i, o in SHAPES]
+
+
+def make_linear(cls, n_in, n_out, dtype=np.float64, bias=True, seed=0):
+    with seeded(seed):
+        return cls(n_in, n_out, bias=bias, dtype=dtype)
+
+
+def with_weights(cls, W, b):
+    """A ``cls`` Linear holding copies of ``W`` and ``b`` (None: no bias)."""
+    layer = make_linear(cls, *W.shape, dtype=W.dtype, bias=b is not None)
+    layer._parameters = W.copy()
+    if b is not None:
+        layer._bias = b.copy()
+    return layer
+
+
+def arrays(rng, dtype, *shapes):
+    return [rng.standard_normal(shape).astype(dtype) for shape in shapes]
+
+
+# ---------------------------------------------------------------- kernels vs reference
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize(("n", "n_in", "n_out"), SHAPES, ids=SHAPE_IDS)
+def test_linear_forward_kernel(n, n_in, n_out, bias, dtype, rng):
+    X, W, b = arrays(rng, dtype, (n, n_in), (n_in, n_out), (1, n_out))
+    b = b if bias else None
+    out = np.full((n, n_out), np.nan, dtype)  # every element must be written
+    kernels.linear_forward(X, W, b, out)
+    assert_close(out, with_weights(ref.Linear, W, b).forward(X), "op", dtype)
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize(("n", "n_in", "n_out"), SHAPES, ids=SHAPE_IDS)
+def test_linear_backward_update_gradient_kernel_accumulates(n, n_in, n_out, bias, dtype, rng):
+    X, W, b, delta, grad0, grad_b0 = arrays(
+        rng, dtype, (n, n_in), (n_in, n_out), (1, n_out), (n, n_out), (n_in, n_out), (1, n_out)
+    )
+    b = b if bias else None
+    grad, grad_b = grad0.copy(), (grad_b0.copy() if bias else None)
+    kernels.linear_backward_update_gradient(X, delta, grad, grad_b)
+
+    expected = with_weights(ref.Linear, W, b)
+    expected._gradient = grad0.copy()
+    expected._gradient_bias = grad_b0.copy() if bias else None
+    expected.backward_update_gradient(X, delta)
+    assert_close(grad, expected._gradient, "op", dtype)
+    if bias:
+        assert_close(grad_b, expected._gradient_bias, "op", dtype)
+
+
+@pytest.mark.parametrize(("n", "n_in", "n_out"), SHAPES, ids=SHAPE_IDS)
+def test_linear_backward_delta_kernel(n, n_in, n_out, dtype, rng):
+    W, delta = arrays(rng, dtype, (n_in, n_out), (n, n_out))
+    out = np.full((n, n_in), np.nan, dtype)
+    kernels.linear_backward_delta(delta, W, out)
+    assert_close(out, with_weights(ref.Linear, W, None).backward_delta(None, delta), "op", dtype)
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize(("n_in", "n_out"), [(1, 1), (7, 3), (300, 5)], ids=["1x1", "7x3", "300x5"])
+def test_linear_update_parameters_kernel(n_in, n_out, bias, dtype, rng):
+    W, b, grad, grad_b = arrays(rng, dtype, (n_in, n_out), (1, n_out), (n_in, n_out), (1, n_out))
+    expected = with_weights(ref.Linear, W, b if bias else None)
+    expected._gradient, expected._gradient_bias = grad, grad_b
+    expected.update_parameters(0.3)
+    b = b if bias else None
+    kernels.linear_update_parameters(W, b, grad, grad_b if bias else None, 0.3)
+    assert_close(W, expected._parameters, "op", dtype)
+    if bias:
+        assert_close(b, expected._bias, "op", dtype)
+
+
+# ---------------------------------------------------------------- module vs reference
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize(("n", "n_in", "n_out"), SHAPES, ids=SHAPE_IDS)
+def test_linear_matches_reference(n, n_in, n_out, bias, dtype, rng):
+    fast = make_linear(pyldl.Linear, n_in, n_out, dtype, bias)
+    slow = make_linear(ref.Linear, n_in, n_out, dtype, bias)
+    X, delta = arrays(rng, dtype, (n, n_in), (n, n_out))
+
+    assert_close(fast.forward(X), slow.forward(X), "op", dtype)
+    assert_close(fast(X), slow(X), "op", dtype)
+    assert_close(fast.backward_delta(X, delta), slow.backward_delta(X, delta), "op", dtype)
+    for layer in (fast, slow):
+        layer.backward_update_gradient(X, delta)
+    assert_close(fast._gradient, slow._gradient, "op", dtype)
+    if bias:
+        assert_close(fast._gradient_bias, slow._gradient_bias, "op", dtype)
+    else:
+        assert fast._bias is None and fast._gradient_bias is None
+    for layer in (fast, slow):
+        layer.update_parameters(0.1)
+    assert_close(fast._parameters, slow._parameters, "op", dtype)
+    if bias:
+        assert_close(fast._bias, slow._bias, "op", dtype)
+
+
+def test_linear_update_parameters_default_step(namespace, rng):
+    layer = make_linear(namespace.Linear, 3, 2)
+    W, b = layer._parameters.copy(), layer._bias.copy()
+    X, delta = rng.standard_normal((4, 3)), rng.standard_normal((4, 2))
+    layer.backward_update_gradient(X, delta)
+    layer.update_parameters()
+    assert_close(layer._parameters, W - 1e-3 * (X.T @ delta), "op", np.float64)
+    assert_close(layer._bias, b - 1e-3 * delta.sum(axis=0, keepdims=True), "op", np.float64)
+
+
+def test_linear_gradients_accumulate_until_zero_grad(namespace, dtype, rng):
+    layer = make_linear(namespace.Linear, 4, 3, dtype)
+    X1, X2, d1, d2 = arrays(rng, dtype, (5, 4), (2, 4), (5, 3), (2, 3))
+    layer.backward_update_gradient(X1, d1)
+    layer.backward_update_gradient(X2, d2)
+    expected = X1.T @ d1 + X2.T @ d2
+    assert_close(layer._gradient, expected, "op", dtype)
+    assert_close(layer._gradient_bias, (d1.sum(0) + d2.sum(0)).reshape(1, 3), "op", dtype)
+
+    layer.zero_grad()
+    assert_close(layer._gradient, np.zeros((4, 3), dtype), "op", dtype)
+    assert_close(layer._gradient_bias, np.zeros((1, 3), dtype), "op", dtype)
+
+
+# ---------------------------------------------------------------- gradient checks
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize(("n", "n_in", "n_out"), [(1, 1, 1), (5, 4, 3), (2, 7, 9)], ids=str)
+def test_linear_gradcheck(namespace, n, n_in, n_out, bias, rng):
+    layer = make_linear(namespace.Linear, n_in, n_out, bias=bias)
+    X, G = rng.standard_normal((n, n_in)), rng.standard_normal((n, n_out))
+
+    def f():
+        return float(np.sum(layer.forward(X) * G))
+
+    layer.backward_update_gradient(X, rng.standard_normal((n, n_out)))  # stale gradient
+    layer.zero_grad()
+    layer.backward_update_gradient(X, G)
+    assert_gradcheck(layer.backward_delta(X, G), f, X)
+    assert_gradcheck(layer._gradient, f, layer._parameters)
+    if bias:
+        assert_gradcheck(layer._gradient_bias, f, layer._bias)
+
+
+# ---------------------------------------------------------------- golden values (SPEC)
+
+GOLDEN_W = np.array([[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]])
+GOLDEN_BIAS = np.array([0.95008842, -0.15135721])  # 1-D, as the original's notebook assigns it
+GOLDEN_X = np.array([[1, 2, 3], [4, 5, 6]])  # integers
+
+
+def test_linear_golden_values(namespace):
+    layer = make_linear(namespace.Linear, 3, 2)
+    layer._parameters = GOLDEN_W.copy()
+    layer._bias = GOLDEN_BIAS.copy()
+    delta = np.ones((2, 2))
+
+    forward = np.array([[3.15008842, 2.64864279], [5.85008842, 6.24864279]])
+    assert_close(layer.forward(GOLDEN_X), forward, "op", np.float64)
+    layer.zero_grad()
+    layer.backward_update_gradient(GOLDEN_X, delta)
+    assert_close(layer._gradient, np.array([[5.0, 5], [7, 7], [9, 9]]), "op", np.float64)
+    assert_close(layer._gradient_bias, np.array([[2.0, 2.0]]), "op", np.float64)
+    backward_delta = np.array([[0.3, 0.7, 1.1], [0.3, 0.7, 1.1]])
+    assert_close(layer.backward_delta(GOLDEN_X, delta), backward_delta, "op", np.float64)
+
+
+# ---------------------------------------------------------------- initialisation and dtypes
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+def test_linear_init_draws_like_pyldl(namespace, dtype, bias):
+    with seeded(7):
+        layer = namespace.Linear(5, 3, bias=bias, dtype=dtype)
+        next_draw = np.random.random()
+    with seeded(7):
+        bound = 1 / np.sqrt(5)
+        W = np.random.uniform(-bound, bound, size=(5, 3))
+        b = np.random.uniform(-bound, bound, size=(1, 3)) if bias else None
+        expected_next_draw = np.random.random()
+
+    assert next_draw == expected_next_draw  # exactly the original's draws, no more
+    assert layer._parameters.dtype == dtype and layer._parameters.shape == (5, 3)
+    np.testing.assert_array_equal(layer._parameters, W.astype(dtype))
+    assert_close(layer._gradient, np.zeros((5, 3), dtype), "op", dtype)
+    if bias:
+        assert layer._bias.dtype == dtype and layer._bias.shape == (1, 3)
+        np.testing.assert_array_equal(layer._bias, b.astype(dtype))
+        assert_close(layer._gradient_bias, np.zeros((1, 3), dtype), "op", dtype)
+    else:
+        assert layer._bias is None and layer._gradient_bias is None
+
+
+def test_linear_float32_weights_are_float64_weights_cast(namespace):
+    single = make_linear(namespace.Linear, 6, 4, np.float32, seed=11)
+    double = make_linear(namespace.Linear, 6, 4, np.float64, seed=11)
+    np.testing.assert_array_equal(single._parameters, double._parameters.astype(np.float32))
+    np.testing.assert_array_equal(single._bias, double._bias.astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    "X",
+    [
+        np.ones((3, 4), np.float64),
+        np.ones((3, 4), np.float32),
+        np.arange(12).reshape(3, 4),
+        np.arange(12, dtype=np.uint8).reshape(3, 4),
+        np.eye(3, 4, dtype=bool),
+        [[1, 2, 3, 4]],
+    ],
+    ids=["float64", "float32", "int", "uint8", "bool", "list"],
+)
+def test_linear_keeps_its_dtype_for_any_input(namespace, dtype, X):
+    layer = make_linear(namespace.Linear, 4, 2, dtype)
+    delta64 = np.ones((np.shape(X)[0], 2))  # float64 upstream delta
+    out = layer.forward(X)
+    assert out.dtype == dtype and out.shape == (np.shape(X)[0], 2)
+    X_float = np.asarray(X).astype(np.float64)
+    expected = X_float @ layer._parameters.astype(np.float64) + layer._bias
+    assert_close(out, expected.astype(dtype), "op", dtype)
+    assert layer.backward_delta(X, delta64).dtype == dtype
+    layer.backward_update_gradient(X, delta64)
+    assert layer._gradient.dtype == dtype and layer._gradient_bias.dtype == dtype
+    layer.update_parameters(0.1)
+    assert layer._parameters.dtype == dtype and layer._bias.dtype == dtype
+
+
+@pytest.mark.parametrize("bad", [np.int32, np.float16, np.complex128, "U3"], ids=str)
+def test_linear_refuses_non_float_dtype(namespace, bad):
+    with pytest.raises(TypeError, match="float32 or float64"):
+        namespace.Linear(2, 3, dtype=bad)
+
+
+def test_linear_refuses_complex_input(namespace):
+    with pytest.raises(TypeError, match="real numeric"):
+        make_linear(namespace.Linear, 2, 3).forward(np.ones((1, 2), complex))
+
+
+# ---------------------------------------------------------------- shape errors
+
+
+@pytest.mark.parametrize(
+    ("method", "args"),
+    [
+        ("forward", (np.ones((2, 4)),)),
+        ("forward", (np.ones(3),)),
+        ("forward", (np.ones((2, 3, 1)),)),
+        ("backward_update_gradient", (np.ones((2, 4)), np.ones((2, 2)))),
+        ("backward_update_gradient", (np.ones((2, 3)), np.ones((2, 5)))),
+        ("backward_update_gradient", (np.ones((2, 3)), np.ones((3, 2)))),
+        ("backward_delta", (np.ones((2, 3)), np.ones((2, 5)))),
+        ("backward_delta", (np.ones((2, 3)), np.ones(2))),
+    ],
+    ids=[
+        "forward-features",
+        "forward-1d",
+        "forward-3d",
+        "gradient-features",
+        "gradient-delta-columns",
+        "gradient-rows",
+        "delta-columns",
+        "delta-1d",
+    ],
+)
+def test_linear_shape_errors(namespace, method, args):
+    layer = make_linear(namespace.Linear, 3, 2)
+    with pytest.raises(DimensionMismatchError) as error:
+        getattr(layer, method)(*args)
+    assert isinstance(error.value, ValueError)
+    assert "Expected dimensions" in str(error.value)
+
+
+def test_linear_repr(namespace):
+    assert repr(make_linear(namespace.Linear, 3, 4)) == "Linear(3 -> 4)"
+    assert "bias=False" in repr(make_linear(namespace.Linear, 3, 4, bias=False))
+    assert "float32" in repr(make_linear(namespace.Linear, 3, 4, np.float32))
+
+
+# ---------------------------------------------------------------- user-assigned parameters
+
+
+def user_arrays(kind):
+    """(W, b) as a user might assign them; their float64 values are W0 and b0 below."""
+    W0 = np.array([[1.0, -2.0], [3.0, 0.5], [-1.0, 2.0]])
+    b0 = np.array([[0.25, -1.0]])
+    if kind == "int":
+        return np.array([[1, -2], [3, 0], [-1, 2]]), np.array([[0, -1]])
+    if kind == "1d_bias":
+        return W0, b0.reshape(-1)
+    if kind == "fortran":
+        return np.asfortranarray(W0), b0
+    if kind == "non_contiguous":
+        wide = np.zeros((3, 4))
+        wide[:, ::2] = W0
+        row = np.zeros((2, 2))
+        row[:, 0] = b0.reshape(-1)
+        return wide[:, ::2], row[:, 0]
+    if kind == "other_float":
+        return W0.astype(np.float32), b0.astype(np.float32)
+    if kind == "list":
+        return W0.tolist(), b0.reshape(-1).tolist()
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize(
+    "kind", ["int", "1d_bias", "fortran", "non_contiguous", "other_float", "list"]
+)
+def test_linear_accepts_user_assigned_parameters(namespace, dtype, kind, rng):
+    layer = make_linear(namespace.Linear, 3, 2, dtype)
+    W, b = user_arrays(kind)
+    layer._parameters, layer._bias = W, b
+    W64 = np.array(W, dtype=np.float64)  # a copy: a float64 W is used (and updated) in place
+    b64 = np.array(b, dtype=np.float64).reshape(1, 2)
+    X = rng.standard_normal((4, 3)).astype(dtype)
+
+    out = layer.forward(X)
+    assert_close(out, (X.astype(np.float64) @ W64 + b64).astype(dtype), "op", dtype)
+    # converted once and stored back
+    stored_W, stored_b = layer._parameters, layer._bias
+    for array, shape in ((stored_W, (3, 2)), (stored_b, (1, 2))):
+        assert type(array) is np.ndarray and array.dtype == dtype and array.shape == shape
+        assert array.flags.c_contiguous
+    layer.forward(X)
+    layer.backward_update_gradient(X, np.ones((4, 2), dtype))
+    layer.update_parameters(0.5)
+    assert layer._parameters is stored_W and layer._bias is stored_b  # updated in place
+    expected_W = W64 - 0.5 * X.astype(np.float64).T @ np.ones((4, 2))
+    assert_close(layer._parameters, expected_W.astype(dtype), "op", dtype)
+    assert_close(layer._bias, (b64 - 0.5 * 4).astype(dtype), "op", dtype)
+
+
+def test_linear_picks_up_reassigned_parameters(namespace, dtype, rng):
+    layer = make_linear(namespace.Linear, 3, 2, dtype)
+    X = rng.standard_normal((4, 3)).astype(dtype)
+    delta = rng.standard_normal((4, 2)).astype(dtype)
+    layer.forward(X)
+    layer.backward_delta(X, delta)
+
+    W2, b2 = arrays(rng, dtype, (3, 2), (1, 2))
+    layer._parameters, layer._bias = W2, b2
+    assert_close(layer.forward(X), X @ W2 + b2, "op", dtype)
+    assert_close(layer.backward_delta(X, delta), delta @ W2.T, "op", dtype)
+
+    W2[0, 0] += 1  # an in-place edit of the assigned array is seen too
+    assert_close(layer.forward(X), X @ W2 + b2, "op", dtype)
+
+    layer._bias = None  # and so is dropping the bias
+    assert_close(layer.forward(X), X @ W2, "op", dtype)
+
+
+def test_linear_reassigned_parameters_of_another_shape(namespace, rng):
+    layer = make_linear(namespace.Linear, 3, 2)
+    layer._parameters = rng.standard_normal((3, 5))
+    layer._bias = rng.standard_normal(5)
+    X, delta = rng.standard_normal((2, 3)), rng.standard_normal((2, 5))
+    assert layer.forward(X).shape == (2, 5)
+    layer.backward_update_gradient(X, delta)
+    assert_close(layer._gradient, X.T @ delta, "op", np.float64)
+    assert_close(layer._gradient_bias, delta.sum(0, keepdims=True), "op", np.float64)
+
+    layer._bias = np.ones(4)
+    with pytest.raises(DimensionMismatchError, match="_bias"):
+        layer.forward(X)
+
+
+# ---------------------------------------------------------------- property test
+
+
+@st.composite
+def linear_cases(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    n, n_in, n_out = draw(st.tuples(*[st.integers(lo, 9) for lo in (0, 1, 1)]))
+    values = st.floats(-10, 10, width=32)
+    X = draw(hnp.arrays(dtype, (n, n_in), elements=values))
+    delta = draw(hnp.arrays(dtype, (n, n_out), elements=values))
+    return dtype, X, delta, draw(st.booleans()), draw(st.integers(0, 2**31))
+
+
+@settings(deadline=None, max_examples=60)
+@given(linear_cases())
+def test_linear_matches_reference_property(case):
+    dtype, X, delta, bias, seed = case
+    fast = make_linear(pyldl.Linear, X.shape[1], delta.shape[1], dtype, bias, seed)
+    slow = make_linear(ref.Linear, X.shape[1], delta.shape[1], dtype, bias, seed)
+    assert_close(fast(X), slow(X), "op", dtype)
+    assert_close(fast.backward_delta(X, delta), slow.backward_delta(X, delta), "op", dtype)
+    fast.backward_update_gradient(X, delta)
+    slow.backward_update_gradient(X, delta)
+    assert_close(fast._gradient, slow._gradient, "op", dtype)
+    if bias:
+        assert_close(fast._gradient_bias, slow._gradient_bias, "op", dtype)

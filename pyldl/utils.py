@@ -19,7 +19,16 @@ def create_minibatches(X, Y, batch_size):
 def encode_one_hot(y):
     """One-hot rows: as many columns as distinct labels, a 1 at column ``y[i]`` in row i."""
     y = np.asarray(y).reshape(-1)
-    one_hot = np.zeros((y.shape[0], len(np.unique(y))))
+    n_classes = len(np.unique(y))
+    if y.dtype.kind == "b":
+        y = y.astype(np.intp)
+    if y.dtype.kind not in "iu" or (y.size and (y.min() < 0 or y.max() >= n_classes)):
+        # PyLDL failed here with an IndexError
+        raise ValueError(
+            f"encode_one_hot needs integer labels from 0 to {n_classes - 1} ({n_classes} distinct "
+            f"labels), got dtype {y.dtype} with values {np.unique(y)[:10]}"
+        )
+    one_hot = np.zeros((y.shape[0], n_classes))
     one_hot[np.arange(y.shape[0]), y] = 1
     return one_hot
 
@@ -36,6 +45,10 @@ def gen_arti(centerx=1, centery=1, sigma=0.1, nbex=1000, data_type=0, epsilon=0.
     Noise of standard deviation ``epsilon`` is added, then the rows are shuffled.
     """
     c = centerx
+    parts = {0: 2, 1: 4}.get(data_type, 1)
+    if nbex % parts:
+        # PyLDL failed here with a broadcasting error when adding the noise
+        raise ValueError(f"gen_arti with data_type={data_type} needs nbex divisible by {parts}, got {nbex}")
     if data_type == 0:
         data = np.vstack((_blob([c, c], sigma, nbex // 2), _blob([-c, -c], sigma, nbex // 2)))
         y = np.hstack((np.ones(nbex // 2), -np.ones(nbex // 2)))

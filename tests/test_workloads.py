@@ -1,0 +1,172 @@
+"""The shared workloads W1-W6: networks with PyLDL's seeded weights, data, FLOP counts."""
+
+# PyLDL draws from NumPy's global RNG, so these tests do too.
+# ruff: noqa: NPY002
+
+import numpy as np
+import pytest
+from conftest import seeded
+
+import pyldl
+import pyldl.reference as ref
+from pyldl.workloads import PERMUTATION_SEED, WEIGHTS_SEED, WORKLOADS
+
+KEYS = list(WORKLOADS)
+NEEDS_SKLEARN = {"W1", "W3", "W5"}
+
+
+def linears(module):
+    if hasattr(module, "_modules"):
+        return [layer for inner in module._modules for layer in linears(inner)]
+    return [module] if isinstance(module, ref.Linear) else []
+
+
+def kinds(module):
+    """The flat list of layer descriptions, as in ``Workload.layers``."""
+    if hasattr(module, "_modules"):
+        return [kind for inner in module._modules for kind in kinds(inner)]
+    if isinstance(module, ref.Linear):
+        return [("linear", *module._parameters.shape)]
+    return [type(module).__name__]
+
+
+def test_the_six_workloads():
+    assert KEYS == ["W1", "W2", "W3", "W4", "W5", "W6"]
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_network_has_the_same_initial_weights_in_both_namespaces(key):
+    workload = WORKLOADS[key]
+    with seeded(123):
+        fast = workload.network(pyldl)
+        slow = workload.network(ref)
+        single = workload.network(pyldl, np.float32)
+        draw_after = np.random.random()
+    with seeded(123):
+        expected_draw = np.random.random()
+    assert draw_after == expected_draw  # the global RNG is left as it was
+
+    assert kinds(fast) == kinds(slow) == list(workload.layers)
+    assert type(fast) is type(slow)
+    assert isinstance(fast, pyldl.AutoEncoder) == (workload.encoder_depth is not None)
+    for module in (fast, single):
+        assert all(isinstance(layer, pyldl.Linear) for layer in linears(module))
+
+    # PyLDL's draws from RandomState(WEIGHTS_SEED): weights then bias, layer by layer
+    rs = np.random.RandomState(WEIGHTS_SEED)
+    weights = workload.weights()
+    for a, b, c, (W, bias) in zip(
+        linears(fast), linears(slow), linears(single), weights, strict=True
+    ):
+        n_in, n_out = a._parameters.shape
+        bound = 1 / np.sqrt(n_in)
+        expected_W = rs.uniform(-bound, bound, size=(n_in, n_out))
+        expected_b = rs.uniform(-bound, bound, size=(1, n_out))
+        for layer in (a, b):
+            assert layer._parameters.dtype == np.float64
+            np.testing.assert_array_equal(layer._parameters, expected_W)
+            np.testing.assert_array_equal(layer._bias, expected_b)
+        assert c._parameters.dtype == np.float32
+        np.testing.assert_array_equal(c._parameters, expected_W.astype(np.float32))
+        np.testing.assert_array_equal(c._bias, expected_b.astype(np.float32))
+        np.testing.assert_array_equal(W, expected_W)
+        np.testing.assert_array_equal(bias, expected_b)
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_loss_module(key):
+    workload = WORKLOADS[key]
+    expected = {"mse": "MSELoss", "bce": "BCELoss"}[workload.loss]
+    assert type(workload.loss_module(pyldl)) is getattr(pyldl, expected)
+    assert type(workload.loss_module(ref)) is getattr(ref, expected)
+
+
+@pytest.mark.parametrize(
+    ("key", "flops"),
+    [
+        ("W1", 6 * 1 * 800),
+        ("W2", 6 * (2 * 8 + 8 * 1) * 4000),
+        ("W3", 6 * (64 * 128 + 128 * 64 + 64 * 10) * 1437),
+        ("W4", 6 * 2 * (256 * 100 + 100 * 4) * 7291),
+        ("W5", 6 * (64 * 128 + 128 * 64 + 64 * 10) * 1437),
+        ("W6", 6 * (1024 * 2048 + 2048 * 2048 + 2048 * 10) * 8192),
+    ],
+)
+def test_flops_per_epoch(key, flops):
+    assert WORKLOADS[key].flops_per_epoch(len_of_full_data(key)) == flops
+
+
+def len_of_full_data(key):
+    return {"W1": 800, "W2": 4000, "W3": 1437, "W4": 7291, "W5": 1437, "W6": 8192}[key]
+
+
+@pytest.mark.parametrize(
+    ("key", "batch_size", "gradient_step"),
+    [
+        ("W1", 800, 1e-4),
+        ("W2", 4000, 1e-3),
+        ("W3", 64, 1e-3),
+        ("W4", 64, 0.01),
+        ("W5", 1, 1e-3),
+        ("W6", 256, 1e-5),
+    ],
+)
+def test_training_settings(key, batch_size, gradient_step):
+    assert WORKLOADS[key].batch_size == batch_size
+    assert WORKLOADS[key].gradient_step == gradient_step
+
+
+@pytest.mark.parametrize(
+    ("key", "n_samples", "x_shape", "y_shape"),
+    [
+        ("W1", None, (800, 1), (800, 1)),
+        ("W2", None, (4000, 2), (4000, 1)),
+        ("W3", None, (1437, 64), (1437, 10)),
+        ("W4", None, (7291, 256), (7291, 256)),
+        ("W5", None, (1437, 64), (1437, 10)),
+        ("W6", 64, (64, 1024), (64, 10)),
+    ],
+)
+def test_data_shapes_and_seeds(key, n_samples, x_shape, y_shape):
+    if key in NEEDS_SKLEARN:
+        pytest.importorskip("sklearn")
+    workload = WORKLOADS[key]
+    with seeded(99):
+        X, y = workload.data(n_samples)
+        X2, y2 = workload.data(n_samples)
+        draw_after = np.random.random()
+    with seeded(99):
+        assert draw_after == np.random.random()  # seeded by its own RandomState
+    assert X.shape == x_shape and y.shape == y_shape
+    assert X.dtype == np.float64 and y.dtype == np.float64
+    assert np.all(np.isfinite(X)) and np.all(np.isfinite(y))
+    np.testing.assert_array_equal(X, X2)
+    np.testing.assert_array_equal(y, y2)
+    assert workload.network()(X[:3]).shape == (3, y_shape[1])
+
+
+def test_four_gaussians_labels():
+    X, y = WORKLOADS["W2"].data()
+    assert set(np.unique(y)) == {0.0, 1.0} and y.sum() == 2000
+    same_sign = np.sign(X[:, 0]) == np.sign(X[:, 1])
+    assert np.mean(same_sign == (y[:, 0] == 1)) > 0.95  # blobs at (1,1), (-1,-1) are label 1
+
+
+def test_digits_data():
+    pytest.importorskip("sklearn")
+    X, y = WORKLOADS["W3"].data()
+    assert X.min() >= 0 and X.max() <= 1
+    np.testing.assert_array_equal(y.sum(axis=1), np.ones(1437))
+    np.testing.assert_array_equal(*[w.data()[0] for w in (WORKLOADS["W3"], WORKLOADS["W5"])])
+
+
+def test_autoencoder_data_is_its_own_target():
+    X, y = WORKLOADS["W4"].data(100)
+    assert X.shape == (100, 256) and X.min() >= 0 and X.max() < 1
+    np.testing.assert_array_equal(X, y)
+
+
+@pytest.mark.parametrize("n", [1, 800, 4000], ids=str)
+def test_permutation(n):
+    expected = np.random.RandomState(PERMUTATION_SEED).permutation(n)
+    np.testing.assert_array_equal(WORKLOADS["W2"].permutation(n), expected)

@@ -6,7 +6,8 @@ step runs in a Numba kernel. ``pyldl.reference`` is the plain-NumPy yardstick.
 
 from .activations import ReLU, Sigmoid, Softmax, Tanh
 from .base import Activation, Loss, Module
-from .exceptions import DimensionMismatchError, DivergenceError
+from .checkpoints import load, save
+from .exceptions import CheckpointError, DimensionMismatchError, DivergenceError
 from .layers import AutoEncoder, Sequential
 from .losses import BCELoss, MSELoss
 from .modules import Linear
@@ -19,6 +20,7 @@ __all__ = [
     "Activation",
     "AutoEncoder",
     "BCELoss",
+    "CheckpointError",
     "DimensionMismatchError",
     "DivergenceError",
     "Linear",
@@ -35,5 +37,7 @@ __all__ = [
     "create_minibatches",
     "encode_one_hot",
     "gen_arti",
+    "load",
     "load_usps",
+    "save",
 ]

@@ -33,3 +33,16 @@ class DivergenceError(ValueError):
             "the network keeps the parameters of the last finite epoch "
             "(try a smaller gradient_step)"
         )
+
+
+class CheckpointError(ValueError):
+    """A file given to :func:`pyldl.load` is not a valid pyldl checkpoint.
+
+    Raised for truncated, foreign and tampered files; ``path`` names the file and the
+    message says what was wrong with it.
+    """
+
+    def __init__(self, path, reason):
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: not a valid pyldl checkpoint: {reason}")

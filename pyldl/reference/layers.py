@@ -1,6 +1,10 @@
 """Containers: Sequential and AutoEncoder. They hold no arithmetic of their own."""
 
-from ..base import Module
+from ..base import Module, as_float_array
+from .activations import ReLU, Sigmoid, Softmax, Tanh
+from .modules import Linear
+
+_BUILT_IN_ACTIVATIONS = (ReLU, Sigmoid, Softmax, Tanh)
 
 
 class Sequential(Module):
@@ -19,7 +23,28 @@ class Sequential(Module):
         inner = ",\n".join("  " + repr(m).replace("\n", "\n  ") for m in self._modules)
         return f"{type(self).__name__}(\n{inner}\n)"
 
+    def _leaves(self):
+        for module in self._modules:
+            if isinstance(module, Sequential):
+                yield from module._leaves()
+            else:
+                yield module
+
+    def _boundary(self, X):
+        """``X`` in the network's dtype when a built-in activation comes first (a Linear
+        converts its own input; a user's module gets ``X`` untouched)."""
+        first = self
+        while isinstance(first, Sequential):  # cheap: no generator on the common path
+            first = first._modules[0] if first._modules else None
+        if not isinstance(first, _BUILT_IN_ACTIVATIONS):
+            return X
+        for module in self._leaves():
+            if isinstance(module, Linear):
+                return as_float_array(X, "X", module.dtype)
+        return X
+
     def forward(self, X):
+        X = self._boundary(X)
         self._inputs = []
         for module in self._modules:
             self._inputs.append(X)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from conftest import seeded
 
+from pyldl.exceptions import DimensionMismatchError
 from pyldl.utils import create_minibatches, encode_one_hot, gen_arti, load_usps
 
 # ---------------------------------------------------------------- create_minibatches
@@ -51,6 +52,17 @@ def test_create_minibatches_accepts_one_dimensional_targets():
         batches = create_minibatches(np.ones((5, 2)), np.arange(5), 2)
     assert [by.shape for _, by in batches] == [(2,), (2,), (1,)]
     np.testing.assert_array_equal(np.sort(np.concatenate([by for _, by in batches])), np.arange(5))
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5, True, None], ids=repr)
+def test_create_minibatches_refuses_a_bad_batch_size(batch_size):
+    with pytest.raises(ValueError, match="batch_size"):
+        create_minibatches(np.ones((4, 2)), np.ones((4, 1)), batch_size)
+
+
+def test_create_minibatches_refuses_rows_that_differ():
+    with pytest.raises(DimensionMismatchError, match="rows"):
+        create_minibatches(np.ones((4, 2)), np.ones((3, 1)), 2)
 
 
 # ---------------------------------------------------------------- encode_one_hot

@@ -11,7 +11,7 @@ class MSELoss(reference.MSELoss):
     __doc__ = reference.MSELoss.__doc__
 
     def forward(self, y, yhat):
-        return kernels.mse_forward(*targets_and_predictions(y, yhat))
+        return float(kernels.mse_forward(*targets_and_predictions(y, yhat)))
 
     def backward(self, y, yhat):
         y2, yhat2 = targets_and_predictions(y, yhat)
@@ -25,7 +25,7 @@ class BCELoss(reference.BCELoss):
 
     def forward(self, y, yhat):
         y, yhat = targets_and_predictions(y, yhat)
-        return kernels.bce_forward(y, yhat, bce_epsilon(yhat.dtype))
+        return float(kernels.bce_forward(y, yhat, bce_epsilon(yhat.dtype)))
 
     def backward(self, y, yhat):
         y2, yhat2 = targets_and_predictions(y, yhat)

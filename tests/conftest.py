@@ -4,7 +4,9 @@
 # ruff: noqa: NPY002
 
 import contextlib
+import warnings
 
+import numba
 import numpy as np
 import pytest
 
@@ -85,3 +87,17 @@ def seeded(seed):
         yield
     finally:
         np.random.set_state(state)
+
+
+@contextlib.contextmanager
+def no_warnings():
+    """Any warning in the block is an error.
+
+    Under ``NUMBA_DISABLE_JIT=1`` (the coverage run) kernels run as Python on NumPy scalars,
+    which warn where compiled code is silent (``inf - inf``): RuntimeWarning is ignored there.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        if numba.config.DISABLE_JIT:
+            warnings.simplefilter("ignore", RuntimeWarning)
+        yield

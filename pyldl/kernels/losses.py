@@ -19,7 +19,7 @@ def clip(value, low, high):
 @jit
 def mse_forward(y, yhat):
     """Mean over rows of the squared error summed over columns."""
-    total = 0.0
+    total = np.float64(0.0)  # float64 also when run as Python (NUMBA_DISABLE_JIT=1)
     for i in range(y.shape[0]):
         for j in range(y.shape[1]):
             d = y[i, j] - yhat[i, j]
@@ -41,7 +41,7 @@ def bce_forward(y, yhat, eps):
     """-mean(y log p + (1 - y) log(1 - p)), p = yhat clipped to [eps, 1 - eps]."""
     one = y.dtype.type(1)
     low, high = y.dtype.type(eps), one - y.dtype.type(eps)
-    total = 0.0
+    total = np.float64(0.0)  # float64 also when run as Python (NUMBA_DISABLE_JIT=1)
     for i in range(y.shape[0]):
         for j in range(y.shape[1]):
             p = clip(yhat[i, j], low, high)

@@ -1,0 +1,282 @@
+"""Numba's on-disk cache: pyldl trains whether or not it can cache, and concurrent compiles agree.
+
+Each case runs pyldl in fresh processes from a copy of the package (so the tests control
+every folder Numba could write to) and trains a tiny network (Linear, Sigmoid, MSELoss) in
+a user's own loop, module by module, and, except under PYLDL_NO_CACHE (the same switch for
+every kernel, so the small kernels show it), with ``SGD`` at its default settings, whose
+compiled epoch is the slow compile here.
+"""
+
+# PyLDL draws from NumPy's global RNG, so these tests do too.
+# ruff: noqa: NPY002
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+import pytest
+from conftest import assert_close
+
+import pyldl
+import pyldl.reference
+from pyldl.reference.optimizers import SGD as reference_SGD
+
+pytestmark = pytest.mark.skipif(
+    numba.config.DISABLE_JIT, reason="tests Numba's cache of compiled code: needs the JIT"
+)
+
+WORKER = textwrap.dedent(
+    """
+    import json, os, sys, time
+    import numpy as np
+    from numba.core.registry import CPUDispatcher
+    import pyldl
+    import pyldl.kernels._numba
+
+    ready, go = os.environ.get("TEST_READY"), os.environ.get("TEST_GO")
+    if ready:  # wait for the other process, so both compile at the same time
+        open(ready, "w").close()
+        deadline = time.monotonic() + 120
+        while not os.path.exists(go):
+            if time.monotonic() > deadline:
+                sys.exit("no go signal")
+            time.sleep(0.005)
+
+    def network():
+        return pyldl.Sequential(pyldl.Linear(3, 2), pyldl.Sigmoid())
+
+    np.random.seed(0)
+    X, y = np.random.uniform(-1, 1, (20, 3)), np.random.uniform(0, 1, (20, 2))
+    np.random.seed(1)
+    net, loss, by_module = network(), pyldl.MSELoss(), []
+    for _ in range(3):  # a user's own loop, module by module
+        for i in range(0, 20, 5):
+            net.zero_grad()
+            yhat = net(X[i : i + 5])
+            by_module.append(loss(y[i : i + 5], yhat))
+            net.backward(X[i : i + 5], loss.backward(y[i : i + 5], yhat))
+            net.update_parameters(0.5)
+    results = {"by_module": by_module, "params": [net._modules[0]._parameters.tolist()]}
+    if os.environ.get("TEST_SGD") == "1":  # SGD at its default settings
+        np.random.seed(1)
+        net_sgd = network()
+        results["sgd"] = pyldl.SGD(net_sgd, loss, X, y, batch_size=5, gradient_step=0.5,
+                                   n_iter=3, progress=False)
+        results["params"].append(net_sgd._modules[0]._parameters.tolist())
+
+    kernels = {}
+    for module_name, module in sorted(sys.modules.items()):
+        if module_name.startswith("pyldl.kernels"):
+            for name, value in vars(module).items():
+                if isinstance(value, CPUDispatcher):
+                    kernels.setdefault(id(value), {
+                        "name": f"{value.py_func.__module__}.{name}",
+                        "cache": type(value._cache).__name__,
+                        "compiled": len(value.signatures),
+                        "hits": sum(value.stats.cache_hits.values()),
+                        "misses": sum(value.stats.cache_misses.values()),
+                    })
+    print(json.dumps({
+        "file": pyldl.__file__,
+        "cache_on": pyldl.kernels._numba.CACHE,
+        "kernels": sorted(kernels.values(), key=lambda k: k["name"]),
+        **results,
+    }))
+    """
+)
+
+
+def reference_results():
+    """The same trainings with the plain-NumPy reference."""
+    ref = pyldl.reference
+
+    def network():
+        return ref.Sequential(ref.Linear(3, 2), ref.Sigmoid())
+
+    np.random.seed(0)
+    X, y = np.random.uniform(-1, 1, (20, 3)), np.random.uniform(0, 1, (20, 2))
+    np.random.seed(1)
+    net = network()
+    optim = ref.Optim(net, ref.MSELoss(), 0.5)
+    by_module = [optim.step(X[i : i + 5], y[i : i + 5]) for _ in range(3) for i in range(0, 20, 5)]
+    np.random.seed(1)
+    net_sgd = network()
+    sgd = reference_SGD(net_sgd, ref.MSELoss(), X, y, 5, 0.5, 3, progress=False)
+    params = [m._modules[0]._parameters for m in (net, net_sgd)]
+    return {"by_module": by_module, "sgd": sgd, "params": params}
+
+
+@pytest.fixture(scope="module")
+def expected():
+    state = np.random.get_state()
+    try:
+        return reference_results()
+    finally:
+        np.random.set_state(state)
+
+
+def assert_trained_correctly(result, expected):
+    assert_close(result["by_module"], expected["by_module"], "run", np.float64)
+    if "sgd" in result:
+        assert_close(result["sgd"], expected["sgd"], "run", np.float64)
+    for got, want in zip(result["params"], expected["params"], strict=False):
+        assert_close(np.array(got), want, "run", np.float64)
+    assert len(result["params"]) == 1 + ("sgd" in result)
+
+
+def caches(result):
+    """The kinds of cache of every kernel (compiled or not) the worker imported."""
+    assert len(result["kernels"]) >= 6
+    return {k["cache"] for k in result["kernels"]}
+
+
+def install_copy(root):
+    """A copy of the installed pyldl package under ``root/site`` (no compiled caches)."""
+    site = root / "site"
+    source = Path(pyldl.__file__).parent
+    shutil.copytree(source, site / "pyldl", ignore=shutil.ignore_patterns("__pycache__"))
+    return site
+
+
+def environment(site, **extra):
+    """The environment of a worker: this one, minus anything that steers pyldl's or Numba's
+    caching or coverage, with the copy first on the path and no user-wide cache folder."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYLDL_NO_CACHE", "NUMBA_CACHE_DIR", "NUMBA_DISABLE_JIT")
+        and not k.startswith("COVERAGE_")
+    }
+    env["PYTHONPATH"] = os.pathsep.join([str(site), *filter(None, [env.get("PYTHONPATH")])])
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.update(extra)
+    return env
+
+
+def start(site, cwd, **extra):
+    return subprocess.Popen(
+        [sys.executable, "-c", WORKER],
+        env=environment(site, **extra),
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(process, site):
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert Path(result["file"]).is_relative_to(site), "the worker did not import the copy"
+    return result
+
+
+def run(site, cwd, **extra):
+    return finish(start(site, cwd, **extra), site)
+
+
+def cache_files(root):
+    return sorted(p for p in root.rglob("*") if p.suffix in (".nbi", ".nbc"))
+
+
+def can_write(folder):
+    try:
+        (folder / "__pycache__").mkdir(exist_ok=True)
+        (folder / "__pycache__" / "probe").write_bytes(b"")
+    except OSError:
+        return False
+    shutil.rmtree(folder / "__pycache__")
+    return True
+
+
+def test_read_only_install_and_no_writable_cache_folder(tmp_path, expected):
+    """Where Numba finds no folder to cache in, the kernels compile in memory and train."""
+    site = install_copy(tmp_path)
+    folders = [p for p in site.rglob("*") if p.is_dir()]
+    cache_dir, xdg = tmp_path / "cache", tmp_path / "xdg"
+    cache_dir.mkdir()
+    xdg.mkdir()
+    read_only = [site, *folders, cache_dir, xdg]
+    for folder in read_only:
+        folder.chmod(0o555)
+    try:
+        if can_write(site / "pyldl" / "kernels"):  # root ignores permissions: block the paths
+            blocker = tmp_path / "blocker"
+            blocker.write_bytes(b"")
+            for folder in read_only:
+                folder.chmod(0o755)
+            for folder in folders:  # Python and Numba's in-tree cache: __pycache__ is a file
+                (folder / "__pycache__").write_bytes(b"")
+            cache_dir, xdg = blocker / "cache", blocker / "xdg"  # mkdir fails: ENOTDIR
+            assert not can_write(site / "pyldl" / "kernels")
+        blocked = {"NUMBA_CACHE_DIR": str(cache_dir), "XDG_CACHE_HOME": str(xdg), "HOME": str(xdg)}
+        result = run(site, tmp_path, TEST_SGD="1", **blocked)
+    finally:
+        for folder in read_only:
+            if folder.is_dir():
+                folder.chmod(0o755)
+    assert result["cache_on"], "PYLDL_NO_CACHE leaked into the worker"
+    # njit(cache=True) raised "no locator available", and pyldl fell back to njit().
+    assert caches(result) == {"NullCache"}
+    assert cache_files(tmp_path) == []
+    assert_trained_correctly(result, expected)
+
+
+def test_no_cache_switch(tmp_path, expected):
+    """PYLDL_NO_CACHE=1: nothing is written, even where Numba could write."""
+    site = install_copy(tmp_path)
+    cache_dir = tmp_path / "cache"
+    result = run(site, tmp_path, PYLDL_NO_CACHE="1", NUMBA_CACHE_DIR=str(cache_dir))
+    assert not result["cache_on"]
+    assert caches(result) == {"NullCache"}
+    assert cache_files(tmp_path) == []
+    assert_trained_correctly(result, expected)
+
+
+def test_concurrent_compiles_into_one_fresh_cache_then_cache_hits(tmp_path, expected):
+    site = install_copy(tmp_path)
+    cache_dir = tmp_path / "cache"
+    common = {
+        "NUMBA_CACHE_DIR": str(cache_dir),
+        "XDG_CACHE_HOME": str(tmp_path / "xdg"),
+        "TEST_SGD": "1",
+    }
+    go = tmp_path / "go"
+    ready = [tmp_path / f"ready{i}" for i in range(2)]
+    processes = [start(site, tmp_path, TEST_READY=str(r), TEST_GO=str(go), **common) for r in ready]
+    deadline = time.monotonic() + 120
+    while not all(r.exists() for r in ready):
+        assert all(p.poll() is None for p in processes), "a worker died before compiling"
+        assert time.monotonic() < deadline, "the workers never got ready"
+        time.sleep(0.005)
+    go.touch()
+    first, second = (finish(p, site) for p in processes)
+    for result in (first, second):
+        assert caches(result) == {"FunctionCache"}
+        assert_trained_correctly(result, expected)
+    for key in ("by_module", "sgd", "params"):
+        assert first[key] == second[key]
+    files = cache_files(cache_dir)
+    assert files and all(stat.S_ISREG(p.stat().st_mode) for p in files)
+    assert cache_files(site) == []  # NUMBA_CACHE_DIR wins over the package folder
+
+    warm = run(site, tmp_path, **common)
+    compiled = [k for k in warm["kernels"] if k["compiled"]]
+    names = {k["name"] for k in compiled}
+    assert {
+        "pyldl.kernels.modules.linear_forward",
+        "pyldl.kernels.activations.sigmoid_forward",
+    } <= names
+    for kernel in compiled:  # every kernel called from Python came from the cache
+        assert kernel["hits"] == kernel["compiled"] and kernel["misses"] == 0, kernel
+    for key in ("by_module", "sgd", "params"):
+        assert warm[key] == first[key]

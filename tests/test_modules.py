@@ -6,7 +6,7 @@ initialisation, dtypes and parameters assigned by the user."""
 
 import numpy as np
 import pytest
-from conftest import DTYPES, assert_close, assert_gradcheck, seeded
+from conftest import DTYPES, assert_close, assert_gradcheck, no_warnings, seeded
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -118,6 +118,27 @@ def test_linear_matches_reference(n, n_in, n_out, bias, dtype, rng):
     assert_close(fast._parameters, slow._parameters, "op", dtype)
     if bias:
         assert_close(fast._bias, slow._bias, "op", dtype)
+
+
+def test_linear_nan_and_inf_propagate_like_the_reference(dtype, rng):
+    fast = make_linear(pyldl.Linear, 3, 2, dtype)
+    slow = make_linear(ref.Linear, 3, 2, dtype)
+    X = rng.standard_normal((4, 3)).astype(dtype)
+    X[1, 0], X[2, 2] = np.nan, np.inf
+    delta = rng.standard_normal((4, 2)).astype(dtype)
+    delta[3, 1] = np.nan
+    with np.errstate(invalid="ignore"):  # NumPy's matmul warns on NaN; the kernels do not
+        expected = slow(X)
+        expected_delta = slow.backward_delta(X, delta)
+        slow.backward_update_gradient(X, delta)
+    with no_warnings():
+        out = fast(X)
+        assert_close(fast.backward_delta(X, delta), expected_delta, "op", dtype)
+        fast.backward_update_gradient(X, delta)
+    np.testing.assert_array_equal(np.isnan(out), [[0, 0], [1, 1], [0, 0], [0, 0]])
+    assert_close(out, expected, "op", dtype)
+    assert_close(fast._gradient, slow._gradient, "op", dtype)
+    assert_close(fast._gradient_bias, slow._gradient_bias, "op", dtype)
 
 
 def test_linear_update_parameters_default_step(namespace, rng):

@@ -1,7 +1,6 @@
 """MSELoss and BCELoss: kernels and modules against the plain-NumPy reference, PyLDL's
 scalings checked by finite differences, clipping, dtypes, golden value."""
 
-
 import numpy as np
 import pytest
 from conftest import DTYPES, assert_close, assert_gradcheck, no_warnings, shape_id

@@ -1,6 +1,6 @@
 """Demo: train PyLDL's digit autoencoder with pyldl and with the NumPy reference, and compare.
 
-    python -m pyldl [--epochs 200] [--dtype float64|float32] [--seed 0] [--no-progress]
+python -m pyldl [--epochs 200] [--dtype float64|float32] [--seed 0] [--no-progress]
 """
 
 import argparse

@@ -15,16 +15,10 @@ def create_minibatches(X, Y, batch_size):
     fewer rows than one batch).
     """
     X, Y = np.asarray(X), np.asarray(Y)
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, numbers.Integral)
-        or batch_size < 1
-    ):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if len(X) != len(Y):
-        raise DimensionMismatchError(
-            (len(X), "_"), np.shape(Y), f"X has {len(X)} rows but Y has {len(Y)}"
-        )
+        raise DimensionMismatchError((len(X), "_"), np.shape(Y), f"X has {len(X)} rows but Y has {len(Y)}")
     order = np.random.permutation(len(X))
     X, Y = X[order], Y[order]
     return [(X[i : i + batch_size], Y[i : i + batch_size]) for i in range(0, len(X), batch_size)]
@@ -62,9 +56,7 @@ def gen_arti(centerx=1, centery=1, sigma=0.1, nbex=1000, data_type=0, epsilon=0.
     parts = {0: 2, 1: 4}.get(data_type, 1)
     if nbex % parts:
         # PyLDL failed here with a broadcasting error when adding the noise
-        raise ValueError(
-            f"gen_arti with data_type={data_type} needs nbex divisible by {parts}, got {nbex}"
-        )
+        raise ValueError(f"gen_arti with data_type={data_type} needs nbex divisible by {parts}, got {nbex}")
     if data_type == 0:
         data = np.vstack((_blob([c, c], sigma, nbex // 2), _blob([-c, -c], sigma, nbex // 2)))
         y = np.hstack((np.ones(nbex // 2), -np.ones(nbex // 2)))

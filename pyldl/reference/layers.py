@@ -58,7 +58,7 @@ class Sequential(Module):
 
     def backward(self, input, delta):
         """Accumulate every module's gradient; return the delta for ``input``."""
-        for module, x in zip(reversed(self._modules), reversed(self._stored_inputs())):
+        for module, x in zip(reversed(self._modules), reversed(self._stored_inputs()), strict=True):
             if isinstance(module, Sequential):
                 delta = module.backward(x, delta)
             else:
@@ -70,7 +70,7 @@ class Sequential(Module):
         self.backward(input, delta)
 
     def backward_delta(self, input, delta):
-        for module, x in zip(reversed(self._modules), reversed(self._stored_inputs())):
+        for module, x in zip(reversed(self._modules), reversed(self._stored_inputs()), strict=True):
             delta = module.backward_delta(x, delta)
         return delta
 

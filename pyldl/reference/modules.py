@@ -71,12 +71,17 @@ class Linear(Module):
 
     def _gradients(self, W, b):
         """The gradient buffers, re-created (zero) if the parameters were reassigned."""
-        if not (type(self._gradient) is np.ndarray and self._gradient.shape == W.shape
-                and self._gradient.dtype == W.dtype):
+        if not (
+            type(self._gradient) is np.ndarray
+            and self._gradient.shape == W.shape
+            and self._gradient.dtype == W.dtype
+        ):
             self._gradient = np.zeros_like(W)
-        if b is not None and not (type(self._gradient_bias) is np.ndarray
-                                  and self._gradient_bias.shape == b.shape
-                                  and self._gradient_bias.dtype == b.dtype):
+        if b is not None and not (
+            type(self._gradient_bias) is np.ndarray
+            and self._gradient_bias.shape == b.shape
+            and self._gradient_bias.dtype == b.dtype
+        ):
             self._gradient_bias = np.zeros_like(b)
         return self._gradient, self._gradient_bias if b is not None else None
 
@@ -85,7 +90,9 @@ class Linear(Module):
         check_2d(X, name)
         if X.shape[1] != W.shape[0]:
             raise DimensionMismatchError(
-                f"(_, {W.shape[0]})", X.shape, f"{name} has {X.shape[1]} features, the layer takes {W.shape[0]}"
+                f"(_, {W.shape[0]})",
+                X.shape,
+                f"{name} has {X.shape[1]} features, the layer takes {W.shape[0]}",
             )
         return X
 
@@ -94,7 +101,9 @@ class Linear(Module):
         check_2d(delta, "delta")
         if delta.shape[1] != W.shape[1]:
             raise DimensionMismatchError(
-                f"(_, {W.shape[1]})", delta.shape, f"delta has {delta.shape[1]} columns, the layer outputs {W.shape[1]}"
+                f"(_, {W.shape[1]})",
+                delta.shape,
+                f"delta has {delta.shape[1]} columns, the layer outputs {W.shape[1]}",
             )
         if rows is not None:
             check_same_rows(rows, delta, "input", "delta")

@@ -1,4 +1,11 @@
-"""Training: Optim (one step) and SGD (minibatch gradient descent over epochs)."""
+"""Training: Optim (one step) and SGD (minibatch gradient descent over epochs).
+
+A network made only of built-in modules (Linear, Tanh, Sigmoid, Softmax, ReLU inside
+Sequential / AutoEncoder containers, nested in any way) with MSELoss or BCELoss is flattened
+once into a plan for :func:`pyldl.kernels.optimizers.sgd_epoch`, which trains a whole epoch
+(or one Optim step) in one compiled call. Anything else, a subclass of a built-in included,
+trains module by module through the modules' own methods, with the same results.
+"""
 
 import math
 import numbers
@@ -6,23 +13,53 @@ import numbers
 import numpy as np
 from tqdm.auto import tqdm
 
+from .activations import ReLU, Sigmoid, Softmax, Tanh
 from .base import Module, as_float_array, check_2d, check_same_rows
-from .exceptions import DivergenceError
-from .reference.optimizers import Optim
+from .exceptions import DimensionMismatchError, DivergenceError
+from .kernels import optimizers as kernels
+from .layers import AutoEncoder, Sequential
+from .losses import BCELoss, MSELoss
+from .modules import Linear
+from .reference import modules as reference_modules
+from .reference import optimizers as reference
+from .reference.losses import bce_epsilon
 
 __all__ = ["SGD", "Optim", "Trainer"]
+
+_CONTAINERS = (Sequential, AutoEncoder)
+_ACTIVATIONS = {
+    Tanh: kernels.TANH,
+    Sigmoid: kernels.SIGMOID,
+    ReLU: kernels.RELU,
+    Softmax: kernels.SOFTMAX,
+}
+_LOSSES = {MSELoss: kernels.MSE, BCELoss: kernels.BCE}
+
+
+def _modules(network):
+    """Every module of the network, containers included, depth first."""
+    stack = [network]
+    while stack:
+        module = stack.pop()
+        yield module
+        stack.extend(reversed(getattr(module, "_modules", ())))
 
 
 def _arrays(network):
     """Every parameter array of the network (``_parameters`` and ``_bias`` of each module)."""
-    stack = [network]
-    while stack:
-        module = stack.pop()
-        stack.extend(getattr(module, "_modules", ()))
+    for module in _modules(network):
         for name in ("_parameters", "_bias"):
             value = getattr(module, name, None)
             if isinstance(value, np.ndarray):
                 yield value
+
+
+def _normalize_weights(network):
+    """Convert user-assigned weights of every Linear once (``Linear._weights`` stores them back),
+    so that the arrays seen before training are the ones training updates."""
+    for module in _modules(network):
+        if isinstance(module, reference_modules.Linear):
+            module._weights()
 
 
 def _dtype(network):
@@ -31,10 +68,10 @@ def _dtype(network):
     return first.dtype if first is not None and first.dtype.kind == "f" else np.dtype(np.float64)
 
 
-def _check_training_args(network, X, y, batch_size, gradient_step, n_iter):
+def _check_training_args(network, X, y, batch_size, gradient_step, n_iter, dtype=None):
     if not isinstance(network, Module):
         raise TypeError(f"network must be a pyldl Module, got {type(network).__name__}")
-    dtype = _dtype(network)
+    dtype = _dtype(network) if dtype is None else dtype
     X = as_float_array(X, "X", dtype)
     y = as_float_array(y, "y", dtype)
     if y.ndim == 1:
@@ -53,6 +90,168 @@ def _check_training_args(network, X, y, batch_size, gradient_step, n_iter):
     return X, y, int(batch_size), float(gradient_step), int(n_iter)
 
 
+def _layers(module, path=()):
+    """The leaf modules in forward order; TypeError naming the first one that is not built-in."""
+    path = (*path, type(module).__name__)
+    if type(module) in _CONTAINERS:
+        for inner in module._modules:
+            yield from _layers(inner, path)
+    elif type(module) is Linear or type(module) in _ACTIVATIONS:
+        yield module
+    else:
+        raise TypeError(
+            f"{' > '.join(path)} is not a built-in module (Linear, Tanh, Sigmoid, Softmax, ReLU, "
+            "Sequential, AutoEncoder; subclasses count as user modules): it cannot be fused"
+        )
+
+
+class _Plan:
+    """A network of built-in modules and its loss, laid out for ``kernels.sgd_epoch``.
+
+    The typed list holds the Linear layers' own ``_parameters`` / ``_bias`` arrays, so the
+    kernel updates them in place. Before every call they are checked against the layers'
+    current attributes; a reassigned array is converted (``Linear._weights``) and the plan
+    is rebuilt around it.
+    """
+
+    def __init__(self, network, loss):
+        if type(loss) not in _LOSSES:
+            raise TypeError(
+                f"the loss {type(loss).__name__} is not MSELoss or BCELoss (subclasses count as "
+                "user losses): it cannot be fused"
+            )
+        self.loss = _LOSSES[type(loss)]
+        self._layers = list(_layers(network))
+        self._linears = [m for m in self._layers if type(m) is Linear]
+        if not self._linears:
+            raise TypeError("the network has no Linear layer: there is nothing to fuse")
+        dtypes = {m.dtype for m in self._linears}
+        if len(dtypes) > 1:
+            names = sorted(d.name for d in dtypes)
+            raise TypeError(f"the Linear layers mix dtypes {names}: they cannot be fused")
+        self.dtype = dtypes.pop()
+        self.eps = self.dtype.type(bce_epsilon(self.dtype))
+        self._work = np.empty(0, self.dtype)
+        self._bind()
+
+    def _bind(self):
+        """(Re)build the table and the parameter list from the layers' current arrays."""
+        self._bound = [(m, *m._weights()) for m in self._linears]
+        width = self.in_width = self._bound[0][1].shape[0]
+        table = [[0] * kernels.PLAN_COLUMNS]
+        parameters, column, widest = [], 0, width
+        no_bias = np.zeros((1, 0), self.dtype)
+        linears = iter(self._bound)
+        for layer in self._layers:
+            if type(layer) is Linear:
+                _, W, b = next(linears)
+                if W.shape[0] != width:
+                    raise DimensionMismatchError(
+                        f"(_, {W.shape[0]})", ("_", width), f"{layer!r} gets inputs of {width} features"
+                    )
+                width = W.shape[1]
+                table.append([1, kernels.NONE, len(parameters), b is not None, width, column])
+                parameters += [W, no_bias if b is None else b]
+            elif len(table) > 1 and table[-1][kernels.IS_LINEAR] and table[-1][kernels.ACT] == kernels.NONE:
+                table[-1][kernels.ACT] = _ACTIVATIONS[type(layer)]  # in place on the Linear's output
+                continue
+            else:
+                table.append([0, _ACTIVATIONS[type(layer)], 0, 0, width, column])
+            column += width
+            widest = max(widest, width)
+        header = table[0]
+        header[kernels.PARAM] = next(i for i, row in enumerate(table) if row[kernels.IS_LINEAR])
+        header[kernels.WIDTH], header[kernels.COLUMN] = widest, column
+        self.out_width = width
+        self._table = np.array(table, dtype=np.int64)
+        self._parameters = kernels.parameter_list(parameters[0])
+        for array in parameters[1:]:
+            kernels.parameter_list_append(self._parameters, array)
+        self._rows = 0  # the work buffer fits batches of up to this many rows
+
+    def check_data(self, X, y):
+        """DimensionMismatchError unless X and y (2-D, same rows) fit the network."""
+        if X.shape[1] != self.in_width:
+            message = f"X has {X.shape[1]} features, the network takes {self.in_width}"
+            raise DimensionMismatchError(f"(_, {self.in_width})", X.shape, message)
+        if y.shape[1] != self.out_width:
+            raise DimensionMismatchError(
+                (y.shape[0], self.out_width), y.shape, "y and the network's output must have the same shape"
+            )
+
+    def run(self, X, y, batch_size, lr):
+        """One epoch over consecutive batches of X, y (checked by ``check_data``); the mean batch loss."""
+        for module, W, b in self._bound:
+            if module._parameters is not W or module._bias is not b:
+                self._bind()
+                break
+        rows = min(batch_size, len(X))
+        if rows > self._rows:
+            size = kernels.work_size(self._table, rows)
+            if self._work.size < size:
+                self._work = np.empty(size, self.dtype)
+            self._rows = rows
+        return kernels.sgd_epoch(
+            self._table, self._parameters, X, y, batch_size, lr, self.loss, self.eps, self._work
+        )
+
+
+def _plan(network, loss, fused):
+    """The fused plan, or None for module by module (``fused``: None auto, True insist, False never)."""
+    if fused is not None and not isinstance(fused, bool):
+        raise TypeError(f"fused must be None, True or False, got {fused!r}")
+    if fused is False:
+        return None
+    try:
+        return _Plan(network, loss)
+    except TypeError:
+        if fused:
+            raise
+        return None
+
+
+class Optim(reference.Optim):
+    """One gradient-descent step of ``net`` on ``loss``: zero_grad, forward, loss, backward, update.
+
+    ``step(batch_x, batch_y)`` (also ``optim(batch_x, batch_y)``) returns the batch loss,
+    computed before the update. On a network of built-in modules with a built-in loss the
+    step runs as one compiled call (a one-batch epoch of the fused kernel); the layers'
+    ``_gradient`` arrays are then left alone (the update is folded into the gradient
+    product). Inputs are converted to the network's dtype.
+
+    Args:
+        fused: None picks the compiled step when the network and loss are all built-in,
+            True insists on it (TypeError naming the module otherwise), False always runs
+            module by module.
+    """
+
+    def __init__(self, net, loss, gradient_step=1e-3, *, fused=None):
+        super().__init__(net, loss, gradient_step)
+        self._plan = _plan(net, loss, fused)
+
+    @property
+    def fused(self):
+        """Whether steps run in the compiled kernel."""
+        return self._plan is not None
+
+    def step(self, batch_x, batch_y):
+        """Train on one batch; return the loss before the update."""
+        plan = self._plan
+        if plan is None:
+            return super().step(batch_x, batch_y)
+        X = as_float_array(batch_x, "batch_x", plan.dtype)
+        y = as_float_array(batch_y, "batch_y", plan.dtype)
+        check_2d(X, "batch_x")
+        if y.shape != (len(X), plan.out_width):
+            raise DimensionMismatchError(
+                (len(X), plan.out_width), y.shape, "batch_y and the network's output must have the same shape"
+            )
+        plan.check_data(X, y)
+        if len(X) == 0:
+            raise ValueError("batch_x is empty")
+        return plan.run(X, y, len(X), plan.dtype.type(self._gradient_step))
+
+
 class Trainer:
     """SGD's training state for one data set: validated inputs, the fixed minibatches, and
     the epoch routine (compiled and fused, or module by module).
@@ -60,28 +259,54 @@ class Trainer:
     ``Trainer(...).epoch()`` trains one epoch and returns its mean batch loss; SGD calls it
     ``n_iter`` times. Benchmarks use it to time epochs without SGD's set-up.
 
+    The fused path keeps the parameters in the layers' own arrays (updated in place) and
+    re-checks them before every epoch, so an array assigned between epochs is picked up; the
+    layers' ``_gradient`` arrays are not used and hold nothing meaningful afterwards.
+
     Args:
         order: the order of the rows (default: one ``np.random.permutation(len(X))``).
         fused: None picks the compiled whole-epoch path when the network and loss are all
-            built-in, True insists on it (TypeError otherwise), False trains module by module.
+            built-in, True insists on it (TypeError naming the module otherwise), False
+            trains module by module.
     """
 
     def __init__(self, network, loss, X, y, batch_size=64, gradient_step=1e-3, *, order=None, fused=None):
+        if not isinstance(network, Module):
+            raise TypeError(f"network must be a pyldl Module, got {type(network).__name__}")
+        self._plan = _plan(network, loss, fused)
+        if self._plan is None:
+            _normalize_weights(network)
+        dtype = None if self._plan is None else self._plan.dtype
         X, y, batch_size, gradient_step, _ = _check_training_args(
-            network, X, y, batch_size, gradient_step, 0
+            network, X, y, batch_size, gradient_step, 0, dtype
         )
-        if fused:
-            raise NotImplementedError("the fused path is not built yet")
+        if self._plan is not None:
+            self._plan.check_data(X, y)
         if order is None:
             order = np.random.permutation(len(X))
         self.network, self.loss = network, loss
-        self.fused = False
         X, y = X[order], y[order]
-        self._batches = [(X[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(X), batch_size)]
-        self._optimizer = Optim(network, loss, gradient_step)
+        if self._plan is not None:
+            self._X, self._y = np.ascontiguousarray(X), np.ascontiguousarray(y)
+            self._batch_size, self._lr = batch_size, self._plan.dtype.type(gradient_step)
+        else:
+            starts = range(0, len(X), batch_size)
+            self._batches = [(X[i : i + batch_size], y[i : i + batch_size]) for i in starts]
+            self._optimizer = Optim(network, loss, gradient_step, fused=False)
+
+    @property
+    def fused(self):
+        """Whether epochs run in the compiled kernel."""
+        return self._plan is not None
+
+    def parameters(self):
+        """The network's parameter arrays, the very ones training updates."""
+        return list(_arrays(self.network))
 
     def epoch(self):
         """Train on every minibatch once; return the mean of the batch losses."""
+        if self._plan is not None:
+            return self._plan.run(self._X, self._y, self._batch_size, self._lr)
         return float(np.mean([self._optimizer.step(bx, by) for bx, by in self._batches]))
 
 
@@ -90,23 +315,26 @@ def SGD(network, loss, X, y, batch_size=64, gradient_step=1e-3, n_iter=1000, *, 
 
     One ``np.random.permutation(len(X))`` is drawn at the start; every epoch trains on the
     same consecutive batches of ``batch_size`` rows in that order, the last partial batch kept.
-    A network of built-in modules with a built-in loss trains each epoch in one compiled call.
+    A network of built-in modules with a built-in loss trains each epoch in one compiled call
+    (see :class:`Trainer`; the layers' ``_gradient`` arrays then hold nothing meaningful).
 
     If an epoch's loss is NaN or inf, :class:`~pyldl.exceptions.DivergenceError` is raised
-    (with the losses so far) and the network keeps the parameters of the last finite epoch;
-    Ctrl-C likewise restores them before re-raising KeyboardInterrupt.
+    (with the losses so far) and the network keeps the parameters of the last finite epoch.
+    Ctrl-C also restores the parameters of the last finished epoch, then re-raises
+    KeyboardInterrupt; a compiled epoch cannot be interrupted midway, so the interrupt
+    surfaces when it returns.
 
     Args:
         progress: show a progress bar over epochs.
         fused: see :class:`Trainer` (None: automatic).
     """
-    _check_training_args(network, X, y, batch_size, gradient_step, n_iter)
+    n_iter = _check_training_args(network, X, y, batch_size, gradient_step, n_iter)[4]
     trainer = Trainer(network, loss, X, y, batch_size, gradient_step, fused=fused)
-    parameters = list(_arrays(network))
+    parameters = trainer.parameters()
     saved = [p.copy() for p in parameters]
     losses = []
     for _ in tqdm(range(n_iter), disable=not progress, desc="SGD", unit="epoch"):
-        for p, s in zip(parameters, saved):
+        for p, s in zip(parameters, saved, strict=True):
             np.copyto(s, p)
         try:
             value = trainer.epoch()
@@ -121,5 +349,5 @@ def SGD(network, loss, X, y, batch_size=64, gradient_step=1e-3, n_iter=1000, *, 
 
 
 def _restore(parameters, saved):
-    for p, s in zip(parameters, saved):
+    for p, s in zip(parameters, saved, strict=True):
         np.copyto(p, s)

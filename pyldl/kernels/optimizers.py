@@ -1,0 +1,305 @@
+"""Fused minibatch SGD: one call trains a whole epoch of a network flattened into a plan.
+
+The plan is an int64 table, one row per step (row 0 is a header), plus one typed list of the
+network's parameter arrays (the Module's own arrays, updated in place): a Linear's weights at
+``PARAM`` and its bias (or a placeholder) at ``PARAM + 1``. A step is a Linear, optionally
+followed by an activation applied in place on its output (``ACT``), or an activation alone.
+Step ``s`` writes its output to ``work`` at ``rows * COLUMN`` as a (batch, ``WIDTH``) block,
+``rows`` being the largest batch; two more blocks of the widest step hold the deltas, and
+one row the bias gradient (``work_size``).
+
+Backward passes use each activation's output (s (1 - s), 1 - t**2, [out > 0], the softmax
+Jacobian), never its input, so an activation after a Linear overwrites the Linear's output.
+
+Compile time matters (the first epoch compiles the kernel): Numba re-optimises a callee's
+code inside each caller, so the epoch kernel calls only shallow helpers.
+"""
+
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic, overload
+from numba.typed import List
+
+from . import _math
+from ._blas import gemm
+from ._numba import OPTIONS, jit
+from .activations import relu_forward, sigmoid_forward, tanh_forward
+
+# activations (the ACT column; NONE: a Linear alone)
+NONE, TANH, SIGMOID, RELU, SOFTMAX = 0, 1, 2, 3, 4
+# losses
+MSE, BCE = 0, 1
+# plan columns; the header row keeps the sum of the steps' widths in COLUMN, the widest step
+# in WIDTH and the row of the first Linear in PARAM
+IS_LINEAR, ACT, PARAM, HAS_BIAS, WIDTH, COLUMN = range(6)
+PLAN_COLUMNS = 6
+
+
+def work_size(plan, rows):
+    """Elements of ``work`` that ``sgd_epoch`` needs for batches of up to ``rows`` rows."""
+    return rows * (int(plan[0, COLUMN]) + 2 * int(plan[0, WIDTH])) + int(plan[0, WIDTH])
+
+
+@jit
+def parameter_list(first):
+    """A typed list holding ``first`` (built in compiled code, so it loads from the cache)."""
+    parameters = List()
+    parameters.append(first)
+    return parameters
+
+
+@jit
+def parameter_list_append(parameters, array):
+    parameters.append(array)
+
+
+# log(x) for BCE's clipped probabilities (positive normal numbers, or NaN): fdlibm's
+# reduction to m in [sqrt(2)/2, sqrt(2)), log(m) = f - f*f/2 + s (f*f/2 + R(s*s)),
+# s = f / (2 + f), f = m - 1; branch-free, so loops over it vectorise (libm's log does not).
+_LOG64 = tuple(map(np.float64, (
+    6.666666666666735130e-01, 3.999999999940941908e-01, 2.857142874366239149e-01,
+    2.222219843214978396e-01, 1.818357216161805012e-01, 1.531383769920937332e-01,
+    1.479819860511658591e-01, 6.93147180369123816490e-01, 1.90821492927058770002e-10,
+)))  # fmt: skip
+_LOG32 = tuple(map(np.float32, (
+    0.66666662693, 0.40000972152, 0.28498786688, 0.24279078841, 6.9313812256e-01, 9.0580006145e-06,
+)))  # fmt: skip
+
+
+@intrinsic
+def _bits(typingctx, x):
+    """The bits of a float as a signed integer of its width."""
+    if isinstance(x, types.Float):
+        ity = types.int64 if x.bitwidth == 64 else types.int32
+        return ity(x), lambda context, builder, sig, args: builder.bitcast(args[0], ir.IntType(x.bitwidth))
+
+
+@intrinsic
+def _float(typingctx, bits, like):
+    """The float of ``like``'s type with the low bits of the integer ``bits``."""
+    if isinstance(bits, types.Integer) and isinstance(like, types.Float):
+
+        def codegen(context, builder, sig, args):
+            ity = ir.IntType(like.bitwidth)
+            value = args[0]
+            if bits.bitwidth > like.bitwidth:
+                value = builder.trunc(value, ity)
+            elif bits.bitwidth < like.bitwidth:
+                value = builder.sext(value, ity)
+            return builder.bitcast(value, context.get_value_type(like))
+
+        return like(bits, like), codegen
+
+
+def _log(x):
+    """Natural log of a positive normal number (NaN stays NaN). NumPy's without Numba."""
+    return np.log(x)
+
+
+def _log64(x):
+    lg1, lg2, lg3, lg4, lg5, lg6, lg7, ln2_hi, ln2_lo = _LOG64
+    one, half = np.float64(1), np.float64(0.5)
+    ix = _bits(x) + 0x0009_5F62_0000_0000  # moves [sqrt(2)/2, sqrt(2)) to one binade
+    k = (ix >> 52) - 0x3FF
+    f = _float((ix & 0x000F_FFFF_FFFF_FFFF) + 0x3FE6_A09E_0000_0000, x) - one
+    s = f / (one + one + f)
+    z = s * s
+    w = z * z
+    r = w * (lg2 + w * (lg4 + w * lg6)) + z * (lg1 + w * (lg3 + w * (lg5 + w * lg7)))
+    hfsq = half * f * f
+    dk = np.float64(k)
+    y = s * (hfsq + r) + dk * ln2_lo - hfsq + f + dk * ln2_hi
+    return y if x == x else x
+
+
+def _log32(x):
+    lg1, lg2, lg3, lg4, ln2_hi, ln2_lo = _LOG32
+    one, half = np.float32(1), np.float32(0.5)
+    ix = _bits(x) + (0x3F80_0000 - 0x3F35_04F3)
+    k = (ix >> 23) - 0x7F
+    f = _float((ix & 0x007F_FFFF) + 0x3F35_04F3, x) - one
+    s = f / (one + one + f)
+    z = s * s
+    w = z * z
+    r = w * (lg2 + w * lg4) + z * (lg1 + w * lg3)
+    hfsq = half * f * f
+    dk = np.float32(k)
+    y = s * (hfsq + r) + dk * ln2_lo - hfsq + f + dk * ln2_hi
+    return y if x == x else x
+
+
+@overload(_log, jit_options=OPTIONS)
+def _log_compiled(x):
+    return _log32 if x == types.float32 else _log64
+
+
+@jit
+def _softmax_forward(x, out):
+    """Row-wise softmax, max-subtracted, x may be out.  (N, D).
+
+    activations.softmax_forward does the same with np.max, which added ~1.3 s of CPU to the
+    kernel's first compile (measured: 3 s of 21 s under load), hence the plain loop here.
+    """
+    if x.shape[1] == 0:
+        return
+    for i in range(x.shape[0]):
+        top = x[i, 0]
+        for j in range(1, x.shape[1]):
+            top = x[i, j] if x[i, j] > top or x[i, j] != x[i, j] else top  # NaN wins
+        for j in range(x.shape[1]):
+            out[i, j] = _math.exp(x[i, j] - top)
+        total = x.dtype.type(0)
+        for j in range(x.shape[1]):
+            total += out[i, j]
+        for j in range(x.shape[1]):
+            out[i, j] /= total
+
+
+@jit
+def _add_bias(out, b):
+    """out += b.  out (N, D), b (1, D)."""
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[i, j] += b[0, j]
+
+
+@jit
+def _activation_backward(out, delta, act):
+    """delta *= act'(.), in place, from the activation's output ``out`` (NONE: nothing).  (N, D)."""
+    if act == SOFTMAX:
+        for i in range(out.shape[0]):
+            inner = out.dtype.type(0)
+            for j in range(out.shape[1]):
+                inner += delta[i, j] * out[i, j]
+            for j in range(out.shape[1]):
+                delta[i, j] = out[i, j] * (delta[i, j] - inner)
+        return
+    one, zero = out.dtype.type(1), out.dtype.type(0)
+    o, d = out.reshape(out.size), delta.reshape(delta.size)
+    if act == TANH:
+        for i in range(o.size):
+            d[i] *= one - o[i] * o[i]
+    elif act == SIGMOID:
+        for i in range(o.size):
+            d[i] *= o[i] * (one - o[i])
+    elif act == RELU:
+        for i in range(o.size):
+            d[i] *= one if o[i] > zero else zero
+
+
+@jit
+def _loss_backward(loss, y, yhat, eps, delta, sums):
+    """The batch loss; delta = its gradient wrt yhat (PyLDL's scaling, as the Loss modules).
+
+    y, yhat, delta (N, D); sums (D,) float64: per-column partial sums of the loss
+    (independent accumulators, so the loop vectorises).
+    """
+    rows, width = yhat.shape
+    one, two = yhat.dtype.type(1), yhat.dtype.type(2)
+    for j in range(width):
+        sums[j] = 0.0
+    if loss == MSE:
+        for i in range(rows):
+            for j in range(width):
+                diff = yhat[i, j] - y[i, j]
+                sums[j] += diff * diff
+                delta[i, j] = two * diff
+    else:
+        low, high = eps, one - eps
+        n = yhat.dtype.type(rows)
+        for i in range(rows):
+            for j in range(width):
+                p = yhat[i, j]
+                p = low if p < low else p  # clips that keep NaN
+                p = high if p > high else p
+                t = y[i, j]
+                sums[j] += t * _log(p) + (one - t) * _log(one - p)
+                delta[i, j] = (p - t) / (p * (one - p) * n)
+    total = 0.0
+    for j in range(width):
+        total += sums[j]
+    return total / rows if loss == MSE else -total / (rows * width)
+
+
+@jit
+def _update_bias(b, delta, lr, sums):
+    """b -= lr * delta summed over rows.  b (1, D), delta (N, D), sums (D,) scratch."""
+    for j in range(sums.size):
+        sums[j] = 0
+    for i in range(delta.shape[0]):
+        for j in range(sums.size):
+            sums[j] += delta[i, j]
+    for j in range(sums.size):
+        b[0, j] -= lr * sums[j]
+
+
+@jit
+def sgd_epoch(plan, parameters, X, y, batch_size, lr, loss, eps, work):
+    """One epoch of minibatch SGD over consecutive row slices of X, y (the last may be partial).
+
+    Per batch: forward, loss, loss backward, then from the last step down to the first
+    Linear: activation backward, the delta for the step below (from the weights before the
+    update; none below the first Linear), ``W -= lr X_in^T delta`` (one gemm, no gradient
+    buffer) and ``b -= lr * delta summed over rows``. X (N, I), y (N, O) and work
+    (``work_size``) of the parameters' dtype, lr and eps scalars of it (MSE or BCE in
+    ``loss``). Returns the mean of the batch losses, each as the Loss module computes it.
+    """
+    total_rows = X.shape[0]
+    rows = min(batch_size, total_rows)
+    last = plan.shape[0] - 1
+    first = plan[0, PARAM]
+    widest = plan[0, WIDTH]
+    out_width = plan[last, WIDTH]
+    deltas_at = rows * plan[0, COLUMN]
+    sums = work[deltas_at + 2 * rows * widest : deltas_at + 2 * rows * widest + widest]
+    loss_sums = np.zeros(out_width)
+    total = 0.0
+    batches = 0
+    for start in range(0, total_rows, batch_size):
+        n = min(batch_size, total_rows - start)
+        x = X[start : start + n]
+        for s in range(1, last + 1):
+            at, width = rows * plan[s, COLUMN], plan[s, WIDTH]
+            out = work[at : at + n * width].reshape((n, width))
+            if plan[s, IS_LINEAR]:
+                gemm(False, False, 1.0, x, parameters[plan[s, PARAM]], 0.0, out)
+                if plan[s, HAS_BIAS]:
+                    _add_bias(out, parameters[plan[s, PARAM] + 1])
+                x = out  # the activation runs in place
+            act = plan[s, ACT]
+            if act == SOFTMAX:
+                _softmax_forward(x, out)
+            elif act != NONE:
+                x1, out1 = x.reshape(x.size), out.reshape(out.size)
+                if act == TANH:
+                    tanh_forward(x1, out1)
+                elif act == SIGMOID:
+                    sigmoid_forward(x1, out1)
+                else:
+                    relu_forward(x1, out1)
+            x = out
+        delta_at, spare_at = deltas_at, deltas_at + rows * widest
+        delta = work[delta_at : delta_at + n * out_width].reshape((n, out_width))
+        total += _loss_backward(loss, y[start : start + n], x, eps, delta, loss_sums)
+        for s in range(last, first - 1, -1):
+            at, width = rows * plan[s, COLUMN], plan[s, WIDTH]
+            _activation_backward(work[at : at + n * width].reshape((n, width)), delta, plan[s, ACT])
+            if not plan[s, IS_LINEAR]:
+                continue
+            W = parameters[plan[s, PARAM]]
+            below = delta
+            if s > first:
+                below = work[spare_at : spare_at + n * W.shape[0]].reshape((n, W.shape[0]))
+                gemm(False, True, 1.0, delta, W, 0.0, below)
+            x = X[start : start + n]
+            if s > 1:
+                at = rows * plan[s - 1, COLUMN]
+                x = work[at : at + n * W.shape[0]].reshape((n, W.shape[0]))
+            gemm(True, False, -lr, x, delta, 1.0, W)
+            if plan[s, HAS_BIAS]:
+                _update_bias(parameters[plan[s, PARAM] + 1], delta, lr, sums[:width])
+            delta = below
+            delta_at, spare_at = spare_at, delta_at
+        batches += 1
+    return total / batches

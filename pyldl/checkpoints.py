@@ -319,11 +319,11 @@ class _Reader:
         b = self.array(f"module{index}._bias", (1, n_out), dtype) if bias else None
         # A 1x1 layer whose arrays are then replaced (as SPEC lets users do): loading neither
         # draws in*out random numbers nor moves NumPy's global random state.
-        state = np.random.get_state()  # noqa: NPY002
+        state = np.random.get_state()
         try:
             layer = Linear(1, 1, bias=bias, dtype=dtype)
         finally:
-            np.random.set_state(state)  # noqa: NPY002
+            np.random.set_state(state)
         layer._parameters, layer._bias = weights, b
         layer.zero_grad()
         return layer

@@ -7,9 +7,6 @@ every kernel, so the small kernels show it), with ``SGD`` at its default setting
 compiled epoch is the slow compile here.
 """
 
-# PyLDL draws from NumPy's global RNG, so these tests do too.
-# ruff: noqa: NPY002
-
 import json
 import os
 import shutil
@@ -27,9 +24,10 @@ from conftest import assert_close
 
 import pyldl
 import pyldl.reference
+from pyldl.kernels import _numba
 from pyldl.reference.optimizers import SGD as reference_SGD
 
-pytestmark = pytest.mark.skipif(
+needs_jit = pytest.mark.skipif(
     numba.config.DISABLE_JIT, reason="tests Numba's cache of compiled code: needs the JIT"
 )
 
@@ -198,6 +196,7 @@ def can_write(folder):
     return True
 
 
+@needs_jit
 def test_read_only_install_and_no_writable_cache_folder(tmp_path, expected):
     """Where Numba finds no folder to cache in, the kernels compile in memory and train."""
     site = install_copy(tmp_path)
@@ -231,6 +230,7 @@ def test_read_only_install_and_no_writable_cache_folder(tmp_path, expected):
     assert_trained_correctly(result, expected)
 
 
+@needs_jit
 def test_no_cache_switch(tmp_path, expected):
     """PYLDL_NO_CACHE=1: nothing is written, even where Numba could write."""
     site = install_copy(tmp_path)
@@ -242,6 +242,7 @@ def test_no_cache_switch(tmp_path, expected):
     assert_trained_correctly(result, expected)
 
 
+@needs_jit
 def test_concurrent_compiles_into_one_fresh_cache_then_cache_hits(tmp_path, expected):
     site = install_copy(tmp_path)
     cache_dir = tmp_path / "cache"
@@ -280,3 +281,25 @@ def test_concurrent_compiles_into_one_fresh_cache_then_cache_hits(tmp_path, expe
         assert kernel["hits"] == kernel["compiled"] and kernel["misses"] == 0, kernel
     for key in ("by_module", "sgd", "params"):
         assert warm[key] == first[key]
+
+
+@pytest.mark.parametrize("cache_on", [True, False], ids=["cache", "PYLDL_NO_CACHE"])
+def test_jit_falls_back_to_memory_when_numba_cannot_cache(cache_on, monkeypatch):
+    """The decorator's logic alone (the subprocess tests above show it with real folders)."""
+    calls = []
+
+    def njit(**options):
+        calls.append(options)
+        if options.get("cache"):
+            raise RuntimeError("cannot cache function 'f': no locator available for file 'f.py'")
+        return lambda func: ("compiled in memory", func)
+
+    def f():
+        pass
+
+    monkeypatch.setattr(_numba.numba, "njit", njit)
+    monkeypatch.setattr(_numba, "CACHE", cache_on)
+    assert _numba.jit(f) == ("compiled in memory", f)
+    assert [options.get("cache", False) for options in calls] == ([True, False] if cache_on else [False])
+    assert all(options["nogil"] and options["error_model"] == "numpy" for options in calls)
+    assert not any(options.get("fastmath") for options in calls)

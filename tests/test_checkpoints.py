@@ -1,23 +1,22 @@
 """pyldl.save / pyldl.load: exact round trips, atomic writes, and refusal of bad files."""
 
-# PyLDL draws from NumPy's global RNG, so these tests do too.
-# ruff: noqa: NPY002
-
 import io
 import json
 import os
 import pickle
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
+import warnings
 import zipfile
 
 import numpy as np
 import pytest
 
 import pyldl
-from pyldl import AutoEncoder, Linear, ReLU, Sequential, Sigmoid, Softmax, Tanh
+from pyldl import AutoEncoder, Linear, ReLU, Sequential, Sigmoid, Softmax, Tanh, checkpoints
 from pyldl.exceptions import CheckpointError
 
 # name -> a function building a network of the given dtype (input width 3)
@@ -217,6 +216,40 @@ def test_overwrite_keeps_permissions_and_leaves_no_temporary_file(tmp_path, path
     pyldl.save(Linear(3, 3), path)
     assert path.stat().st_mode & 0o777 == 0o640
     assert pyldl.load(path)._parameters.shape == (3, 3)
+    assert os.listdir(tmp_path) == [path.name]
+
+
+def test_save_without_proc_or_folder_fsync(tmp_path, path, monkeypatch):
+    """Where there is no /proc (macOS) and folders cannot be opened or fsynced (Windows)."""
+    real_open, real_fsync = os.open, os.fsync
+
+    def no_proc(file, *args, **kwargs):
+        raise FileNotFoundError(file)
+
+    def os_open(file, flags, *args, **kwargs):
+        if os.path.isdir(file):
+            raise PermissionError(13, "Permission denied", file)
+        return real_open(file, flags, *args, **kwargs)
+
+    def fsync(fd):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(22, "Invalid argument")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(checkpoints, "open", no_proc, raising=False)  # only /proc is opened
+    umask = os.umask(0o027)
+    try:
+        pyldl.save(Linear(2, 2), path)
+        assert path.stat().st_mode & 0o777 == 0o640
+        monkeypatch.setattr(os, "open", os_open)
+        pyldl.save(Linear(3, 2), path)
+        monkeypatch.setattr(os, "open", real_open)
+        monkeypatch.setattr(os, "fsync", fsync)
+        pyldl.save(Linear(4, 2), path)
+    finally:
+        os.umask(umask)
+    monkeypatch.undo()
+    assert pyldl.load(path)._parameters.shape == (4, 2)
     assert os.listdir(tmp_path) == [path.name]
 
 
@@ -495,6 +528,32 @@ def npy_bytes(array):
     return buffer.getvalue()
 
 
+def write_npy_version(version, duplicate=None):
+    """Rewrite every member as .npy ``version``; ``duplicate``: a member written twice."""
+
+    def make(path, good):
+        with np.load(path) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # zipfile: "Duplicate name"
+            with zipfile.ZipFile(path, "w") as archive:
+                for name in [*arrays, *([duplicate] if duplicate else [])]:
+                    with archive.open(name + ".npy", "w") as member:
+                        np.lib.format.write_array(member, arrays[name], version=version)
+
+    return make
+
+
+def write_text_architecture(path, good):
+    """The architecture as a bare text member, not an .npy array."""
+    with np.load(path) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+        text = str(arrays.pop("architecture"))
+    np.savez(path, **arrays)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("architecture", text)
+
+
 # name -> (how the file is made from the good checkpoint's bytes, a fragment of the error)
 BAD_FILES = {
     "empty": (lambda path, good: path.write_bytes(b""), "not an .npz archive"),
@@ -505,6 +564,9 @@ BAD_FILES = {
     "compressed": (write_compressed, "compressed"),
     "member-without-npy": (write_member_without_npy, "notes"),
     "oversized-header": (write_oversized_header, "does not hold the data"),
+    "npy-version-3": (write_npy_version((3, 0)), r"unsupported .npy version \(3, 0\)"),
+    "duplicate-member": (write_npy_version((1, 0), "module1._bias"), "appears twice"),
+    "text-architecture": (write_text_architecture, "'architecture' is not an .npy array"),
     "truncated-to-4-bytes": (truncated(lambda n: 4), "BadZipFile"),
     "truncated-to-100-bytes": (truncated(lambda n: 100), "BadZipFile"),
     "truncated-to-half": (truncated(lambda n: n // 2), "BadZipFile"),
@@ -521,6 +583,13 @@ def test_bad_file_is_refused(case, path):
     make(path, good)
     with pytest.raises(CheckpointError, match=fragment):
         pyldl.load(path)
+
+
+def test_npy_version_2_loads(path):
+    good_checkpoint(path)
+    original = pyldl.load(path)
+    write_npy_version((2, 0))(path, None)
+    assert_same_network(pyldl.load(path), original)
 
 
 def test_missing_file_is_an_os_error(tmp_path):

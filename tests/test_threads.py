@@ -63,11 +63,7 @@ def train(job):
     if job["mode"] == "optim":
         optimizer = pyldl.Optim(network, MSELoss(), gradient_step=0.2)
         batches = range(0, len(X), BATCH)
-        losses = [
-            optimizer.step(X[i : i + BATCH], y[i : i + BATCH])
-            for _ in range(EPOCHS)
-            for i in batches
-        ]
+        losses = [optimizer.step(X[i : i + BATCH], y[i : i + BATCH]) for _ in range(EPOCHS) for i in batches]
     else:
         losses = pyldl.SGD(network, MSELoss(), X, y, BATCH, 0.2, EPOCHS, progress=False)
     end = time.perf_counter()
@@ -118,9 +114,7 @@ def assert_identical(got, expected):
 )
 def test_two_threads_match_one_after_the_other(modes, dtypes, permutation_per_thread):
     def jobs():
-        return [
-            job(name, mode, dtype) for name, mode, dtype in zip(SEEDS, modes, dtypes, strict=True)
-        ]
+        return [job(name, mode, dtype) for name, mode, dtype in zip(SEEDS, modes, dtypes, strict=True)]
 
     alone = [train(j) for j in jobs()]  # also compiles every kernel before the threads start
     together = train_concurrently(jobs())

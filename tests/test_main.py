@@ -1,0 +1,36 @@
+"""The demo, ``python -m pyldl``, on a slice of the digits so that it is quick (also without JIT)."""
+
+import sys
+import types
+
+import numpy as np
+import pytest
+from conftest import seeded
+
+from pyldl.__main__ import main
+
+
+@pytest.fixture
+def few_digits(monkeypatch):
+    """scikit-learn's digits, cut to 64 images."""
+    datasets = pytest.importorskip("sklearn.datasets")
+    data = datasets.load_digits().data[:64]
+    monkeypatch.setattr(datasets, "load_digits", lambda: types.SimpleNamespace(data=data))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_demo_trains_and_reports(dtype, few_digits, capsys):
+    with seeded(0):
+        main(["--epochs", "2", "--dtype", dtype, "--batch-size", "16", "--no-progress"])
+    out = capsys.readouterr().out
+    assert f"on 64 8x8 digits, BCE, batch 16, 2 epochs, {dtype}" in out
+    final = [line.split() for line in out.splitlines() if line.startswith("final loss")]
+    loss, reference = float(final[0][2]), float(final[0][4].rstrip(")"))
+    assert np.isfinite(loss) and loss == pytest.approx(reference, rel=1e-4)
+    assert "speed-up" in out
+
+
+def test_demo_without_scikit_learn(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # import fails
+    with pytest.raises(SystemExit, match=r"pip install 'pyldl\[demo\]'"):
+        main(["--epochs", "1"])

@@ -1,9 +1,13 @@
 """Scalar exp, sigmoid and tanh for use inside kernels (float32 stays float32).
 
-Branch-free (clamps and selects only), so that element-wise loops over them vectorise;
-numba's ``np.exp``/``np.tanh`` are scalar libm calls. Each function takes a float32 or
+Numba's ``np.exp``/``np.tanh`` are scalar libm calls; these are branch-free (clamps and
+selects only), so that element-wise loops calling them vectorise. Each takes a float32 or
 float64 scalar and computes in that precision throughout, with the constants of ``_k``.
-Run without Numba (``NUMBA_DISABLE_JIT=1``) the same code runs on NumPy scalars.
+Measured max errors, float64 (float32): exp 1.08 ulp (1.08), sigmoid 2.4 (2.4), tanh 1.5
+(1.5); NumPy's: 0.70 (2.4), 2.4 (3.4) for its 1 / (1 + exp(-x)), 1.2 (1.4).
+
+The few helpers that only Numba can compile (bit casts, selects, fused multiply-adds)
+are Python functions with a NumPy body, which ``NUMBA_DISABLE_JIT=1`` runs instead.
 """
 
 from collections import namedtuple
@@ -11,43 +15,28 @@ from collections import namedtuple
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from ._numba import OPTIONS, jit
 
-_Consts = namedtuple(
-    "_Consts",
-    "one two lo hi log2e shifter ln2_hi ln2_lo exp_q tanh_sat tanh_big tanh_p tanh_q",
-)
-
-
-def _consts(ftype, lo, hi, shifter, ln2_hi, ln2_lo, exp_q):
-    f = ftype
-    return _Consts(
-        one=f(1), two=f(2), lo=f(lo), hi=f(hi), log2e=f(1.4426950408889634), shifter=f(shifter),
-        ln2_hi=f(ln2_hi), ln2_lo=f(ln2_lo), exp_q=tuple(f(c) for c in exp_q),
-        tanh_sat=f(20), tanh_big=f(0.625),
-        tanh_p=tuple(f(c) for c in (-9.64399179425052238628e-1, -9.92877231001918586564e1,
-                                     -1.61468768441708447952e3)),
-        tanh_q=tuple(f(c) for c in (1.0, 1.12811678491632931402e2, 2.23548839060100448583e3,
-                                     4.84406305325125486048e3)),
-    )  # fmt: skip
-
-
-# exp(r) = 1 + r + r*r*q(r) on |r| <= ln2/2, q highest power first: Chebyshev interpolants,
-# max relative error 1.6e-17 (degree 11, float64) and 1.1e-8 (degree 6, float32).
-# exp: below lo the result rounds to 0, above hi to inf. tanh: tanh(20) == 1; Cephes'
-# rational x + x*z*P(z)/Q(z), z = x*x, below 0.625, 1 - 2/(exp(2x) + 1) above.
-_K64 = _consts(
-    np.float64, -746.0, 710.0, 1.5 * 2.0**52, 6.93147180369123816490e-01, 1.90821492927058770002e-10,
-    (2.5100395159429246e-08, 2.7620101012098e-07, 2.7557268439678e-06, 2.4801521269532122e-05,
-     0.00019841269863066696, 0.0013888888917230724, 0.00833333333333006, 0.041666666666624094,
-     0.16666666666666669, 0.5000000000000001),
+# tanh: Cephes' x + x*z*P(z)/Q(z), z = x*x, below |x| = 0.625 (P: p0 p1 p2, Q: 1 q1 q2 q3),
+# max error 0.61 ulp (float32: 0.81); tanh(20) == 1, also in float32.
+_SHARED = dict(
+    zero=0, one=1, two=2, log2e=1.4426950408889634, tanh_cut=0.625, tanh_max=20,
+    p0=-9.64399179425052238628e-1, p1=-9.92877231001918586564e1, p2=-1.61468768441708447952e3,
+    q1=1.12811678491632931402e2, q2=2.23548839060100448583e3, q3=4.84406305325125486048e3,
 )  # fmt: skip
-_K32 = _consts(
-    np.float32, -104.0, 89.0, 1.5 * 2.0**23, 0.693359375, -2.12194440e-4,
-    (0.0013926191, 0.008363185, 0.041666556, 0.16666576, 0.5),
-)
+# exp(x) rounds to 0 below lo and to inf above hi; ln2_hi + ln2_lo = -ln2, with n * ln2_hi
+# exact for the n = round(x / ln2) in between; adding shifter rounds to an integer.
+_F64 = dict(
+    lo=-746, hi=710, ln2_hi=-6.93147180369123816490e-01, ln2_lo=-1.90821492927058770002e-10,
+    shifter=1.5 * 2**52,
+)  # fmt: skip
+_F32 = dict(lo=-104, hi=89, ln2_hi=-0.693359375, ln2_lo=2.12194440e-4, shifter=1.5 * 2**23)
+_Consts = namedtuple("_Consts", [*_SHARED, *_F64])
+_K64 = _Consts(**{name: np.float64(v) for name, v in {**_SHARED, **_F64}.items()})
+_K32 = _Consts(**{name: np.float32(v) for name, v in {**_SHARED, **_F32}.items()})
 
 
 def _k(x):
@@ -57,69 +46,157 @@ def _k(x):
 
 @overload(_k, jit_options=OPTIONS)
 def _k_compiled(x):
-    k = _K32 if x == types.float32 else _K64
-    return lambda x: k
+    k = {types.float32: _K32, types.float64: _K64}.get(x)  # None: no implementation for x
+    return None if k is None else lambda x: k
 
 
-def _scale(p, t):
-    """``p * 2**n`` for the integer ``n = t - k.shifter`` (one rounding, also to subnormals)."""
-    if t != t:
-        return t
-    with np.errstate(all="ignore"):
-        return np.ldexp(p, int(t - _k(p).shifter))
+def _compiled_as(compiled):
+    """Let Numba compile calls of the decorated Python function as the intrinsic ``compiled``."""
+
+    def register(func):
+        overload(func, jit_options=OPTIONS)(lambda *args: lambda *args: compiled(*args))
+        return func
+
+    return register
+
+
+def _fmuladd(builder, a, b, c):
+    ty = a.type
+    name = "llvm.fmuladd.f64" if ty == ir.DoubleType() else "llvm.fmuladd.f32"
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ty, [ty] * 3), name)
+    return builder.call(fn, [a, b, c])
 
 
 @intrinsic
-def _scale_bits(typingctx, p, t):
-    """Compiled ``_scale``: n from the low bits of t, times 2**(n//2) then 2**(n - n//2)."""
-    if not (isinstance(p, types.Float) and p == t):
-        return None
-
-    def codegen(context, builder, sig, args):
-        p, t = args
-        bits, mant = (64, 52) if p.type == ir.DoubleType() else (32, 23)
-        ity = ir.IntType(bits)
-        shifter = ir.Constant(p.type, 1.5 * 2.0**mant).bitcast(ity)
-        n = builder.sub(builder.bitcast(t, ity), shifter)
-        n1 = builder.ashr(n, ir.Constant(ity, 1))
-        bias = ir.Constant(ity, 2 ** (bits - mant - 2) - 1)
-        for half in (n1, builder.sub(n, n1)):
-            two_half = builder.shl(builder.add(half, bias), ir.Constant(ity, mant))
-            p = builder.fmul(p, builder.bitcast(two_half, p.type))
-        return p
-
-    return p(p, t), codegen
+def _fma_compiled(typingctx, a, b, c):
+    if isinstance(a, types.Float) and a == b == c:
+        return a(a, a, a), lambda context, builder, sig, args: _fmuladd(builder, *args)
 
 
-@overload(_scale, jit_options=OPTIONS)
-def _scale_compiled(p, t):
-    return lambda p, t: _scale_bits(p, t)
+@_compiled_as(_fma_compiled)
+def _fma(a, b, c):
+    """``a * b + c``, fused where the CPU has FMA."""
+    return a * b + c
+
+
+@intrinsic
+def _where_compiled(typingctx, c, a, b):
+    if isinstance(c, types.Boolean) and isinstance(a, types.Float) and a == b:
+        return a(c, a, a), lambda context, builder, sig, args: builder.select(*args)
+
+
+@_compiled_as(_where_compiled)
+def _where(c, a, b):
+    """``a if c else b`` as a select: no branch, even before LLVM's optimisations."""
+    return a if c else b
+
+
+def _ldexp_ir(builder, t, u=None):
+    """IR for 2**n, or (1 + u) * 2**n in two steps (for subnormal and overflowing results)."""
+    bits, mant = (64, 52) if t.type == ir.DoubleType() else (32, 23)
+    ity = ir.IntType(bits)
+    bias = ir.Constant(ity, 2 ** (bits - mant - 2) - 1)
+
+    def pow2(n):  # a normal 2**n from its bits
+        return builder.bitcast(builder.shl(builder.add(n, bias), ir.Constant(ity, mant)), t.type)
+
+    n = builder.sub(builder.bitcast(t, ity), ir.Constant(t.type, 1.5 * 2**mant).bitcast(ity))
+    if u is None:
+        return pow2(n)
+    n1 = builder.ashr(n, ir.Constant(ity, 1))
+    s1 = pow2(n1)
+    return builder.fmul(_fmuladd(builder, u, s1, s1), pow2(builder.sub(n, n1)))
+
+
+@intrinsic
+def _ldexp1p_compiled(typingctx, u, t):
+    if isinstance(u, types.Float) and u == t:
+        return u(u, t), lambda context, builder, sig, args: _ldexp_ir(builder, args[1], args[0])
+
+
+@intrinsic
+def _pow2_compiled(typingctx, t):
+    if isinstance(t, types.Float):
+        return t(t), lambda context, builder, sig, args: _ldexp_ir(builder, args[0])
+
+
+def _n(t):
+    """The integer ``n`` held in ``t = n + shifter`` (see ``_reduce``)."""
+    return int(t - _k(t).shifter)
+
+
+@_compiled_as(_ldexp1p_compiled)
+def _ldexp1p(u, t):
+    """``(1 + u) * 2**n`` for ``n`` held in ``t``: the scaling is exact, or rounds once to a
+    subnormal number, or overflows to inf."""
+    with np.errstate(over="ignore"):
+        return t if t != t else np.ldexp(_k(u).one + u, _n(t))
+
+
+@_compiled_as(_pow2_compiled)
+def _pow2(t):
+    """``2**n`` for ``n`` held in ``t``, where that is a normal number."""
+    return t if t != t else np.ldexp(_k(t).one, _n(t))
+
+
+# e**r = 1 + r + r*r*q(r) on |r| <= ln2/2, q a Chebyshev interpolant: max relative error
+# 1.6e-17 (degree 11, float64) and 1.1e-8 (degree 6, float32) before rounding; exp's max
+# error 1.08 ulp (NumPy's: 0.70). Estrin's scheme: float64 exp 8% faster than Horner's.
+_Q64 = tuple(map(np.float64, (
+    0.5000000000000001, 0.16666666666666669, 0.041666666666624094, 0.00833333333333006,
+    0.0013888888917230724, 0.00019841269863066696, 2.4801521269532122e-05, 2.7557268439678e-06,
+    2.7620101012098e-07, 2.5100395159429246e-08,
+)))  # fmt: skip
+_Q32 = tuple(map(np.float32, (0.5, 0.16666576, 0.041666556, 0.008363185, 0.0013926191)))
+
+
+def _q64(r):
+    c0, c1, c2, c3, c4, c5, c6, c7, c8, c9 = _Q64
+    r2 = r * r
+    r4 = r2 * r2
+    b0 = _fma(_fma(c3, r, c2), r2, _fma(c1, r, c0))
+    b1 = _fma(_fma(c7, r, c6), r2, _fma(c5, r, c4))
+    return _fma(_fma(_fma(c9, r, c8), r4, b1), r4, b0)
+
+
+def _q32(r):
+    c0, c1, c2, c3, c4 = _Q32
+    r2 = r * r
+    return _fma(_fma(c4, r2, _fma(c3, r, c2)), r2, _fma(c1, r, c0))
+
+
+def _q(r):
+    """The polynomial ``q`` in the precision of ``r``."""
+    return _q32(r) if isinstance(r, np.float32) else _q64(r)
+
+
+@overload(_q, jit_options=OPTIONS)
+def _q_compiled(r):
+    return _q32 if r == types.float32 else _q64
 
 
 @jit
-def _horner(x, c):
-    """Polynomial with coefficients ``c``, highest power first."""
-    y = c[0]
-    for i in range(1, len(c)):
-        y = y * x + c[i]
-    return y
+def _reduce(x):
+    """``(u, t)`` with ``e**x = (1 + u) * 2**n``, ``n = round(x / ln2)`` held in ``t``."""
+    k = _k(x)
+    t = _fma(x, k.log2e, k.shifter)  # n + shifter: n in the low bits of t
+    n = t - k.shifter
+    r = _fma(n, k.ln2_lo, _fma(n, k.ln2_hi, x))
+    return _fma(r * r, _q(r), r), t
 
 
 @jit
 def exp(x):
     """``e**x``: inf above ~709.78 (float32: ~88.72), gradual underflow to 0 below."""
     k = _k(x)
-    x = k.lo if x < k.lo else x  # clamps that keep NaN
-    x = k.hi if x > k.hi else x
-    t = x * k.log2e + k.shifter  # round(x / ln 2) in the low bits of t
-    n = t - k.shifter
-    r = (x - n * k.ln2_hi) - n * k.ln2_lo
-    return _scale(k.one + (r + r * r * _horner(r, k.exp_q)), t)
+    x = _where(x < k.lo, k.lo, x)  # clamps that keep NaN
+    u, t = _reduce(_where(x > k.hi, k.hi, x))
+    return _ldexp1p(u, t)
 
 
 @jit
 def sigmoid(x):
-    """``1 / (1 + e**-x)``."""
+    """``1 / (1 + e**-x)``: 0 below -709.78 (float32: -88.72), where that underflows."""
     k = _k(x)
     return k.one / (k.one + exp(-x))
 
@@ -129,12 +206,14 @@ def tanh(x):
     """Hyperbolic tangent, with relative accuracy near 0."""
     k = _k(x)
     a = abs(x)
-    a = k.tanh_sat if a > k.tanh_sat else a
+    a = _where(a > k.tanh_max, k.tanh_max, a)  # keeps NaN
     z = a * a
-    big = a >= k.tanh_big
-    # both branches as num / den, for one shared division
-    num = k.two if big else z * _horner(z, k.tanh_p)
-    den = exp(a + a) + k.one if big else _horner(z, k.tanh_q)
-    t = num / den
-    s = k.one if x > 0 else -k.one
-    return (s if big else x) + (-s if big else x) * t
+    big = a >= k.tanh_cut
+    # tanh(a) = a + a*z*P(z)/Q(z) below 0.625, (e**2a - 1)/(e**2a + 1) above: one division
+    u, t = _reduce(a + a)
+    s = _pow2(t)
+    em1 = _fma(s, u, s - k.one)  # e**2a - 1 rounded once: max error vs NumPy 4.0e-16 -> 2.2e-16
+    num = _where(big, em1, z * _fma(_fma(k.p0, z, k.p1), z, k.p2))
+    den = _where(big, em1 + k.two, _fma(_fma(z + k.q1, z, k.q2), z, k.q3))
+    ratio = num / den
+    return np.copysign(_where(big, ratio, _fma(a, ratio, a)), x)

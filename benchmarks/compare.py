@@ -1,0 +1,449 @@
+"""W1-W6 side by side: pyldl fused, pyldl module by module, the NumPy reference, PyTorch
+eager and JAX (jit + lax.scan), in float64 and float32, in one run.
+
+    python -m benchmarks.compare            # full run, a few minutes on 2 cores
+    python -m benchmarks.compare --quick    # about a minute: 3 rounds, W6 on 1024 rows
+    python -m benchmarks.compare --workloads W3,W4 --dtypes float32
+
+Method: each implementation runs in its own worker process (so no two libraries' thread
+pools live in one process), and the parent drives them round by round: per workload and
+dtype, every round times each implementation once, in a rotating order, each after a short
+pause so the previous one's spinning threads go to sleep. Seconds per epoch are the median
+of the rounds; the ratios compare medians taken in the same rounds. All implementations
+start from ``Workload.weights()`` and train on the batches of ``Workload.permutation``;
+the first epochs' losses are checked against each other (a warning when they differ).
+
+Writes benchmarks/results/compare.json, compare.png (the ratios) and table.md, and puts
+table.md between ``<!-- speed-table:start -->`` and ``<!-- speed-table:end -->`` in
+README.md when both markers are there.
+"""
+
+import argparse
+import datetime
+import json
+import multiprocessing
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+if __package__ in (None, ""):  # run as a script: python benchmarks/compare.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._runners import IMPLEMENTATIONS, LABELS, worker  # noqa: E402
+from pyldl.workloads import WORKLOADS  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+MARKERS = ("<!-- speed-table:start -->", "<!-- speed-table:end -->")
+PYLDL = ("fused", "modules", "reference")  # the implementations that run pyldl's code
+PEERS = ("modules", "reference", "torch", "jax")  # what pyldl fused is compared with
+GEMM_N = 2048
+# The first epochs' losses of all implementations must agree this closely (relative).
+LOSS_RTOL = {"float64": 1e-6, "float32": 2e-3}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.compare", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="3 rounds, short calls, W6 on 1024 rows (about a minute)"
+    )
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated, e.g. W3,W4")
+    parser.add_argument("--dtypes", default="float64,float32", help="comma-separated")
+    parser.add_argument(
+        "--impls", default=",".join(IMPLEMENTATIONS), help="comma-separated, of: " + " ".join(IMPLEMENTATIONS)
+    )
+    parser.add_argument("--rounds", type=int, help="timed rounds per cell (default 5, quick 3)")
+    parser.add_argument("--min-time", type=float, help="seconds per timed call (default 0.25, quick 0.05)")
+    parser.add_argument("--pause", type=float, default=0.2, help="seconds of rest before each timed call")
+    parser.add_argument(
+        "--empty-cache",
+        action="store_true",
+        help="give pyldl's workers empty Numba caches, so first calls include all compilation",
+    )
+    parser.add_argument("--output-dir", type=Path, default=RESULTS)
+    parser.add_argument("--no-readme", action="store_true", help="do not touch README.md")
+    args = parser.parse_args(argv)
+    args.workloads = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
+    args.dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    args.impls = [i.strip() for i in args.impls.split(",") if i.strip()]
+    for name, values, allowed in (
+        ("workload", args.workloads, WORKLOADS),
+        ("dtype", args.dtypes, ("float64", "float32")),
+        ("implementation", args.impls, IMPLEMENTATIONS),
+    ):
+        unknown = [v for v in values if v not in allowed]
+        if unknown:
+            parser.error(f"unknown {name}: {', '.join(unknown)} (choose from {', '.join(allowed)})")
+    args.rounds = args.rounds or (3 if args.quick else 5)
+    args.min_time = args.min_time if args.min_time is not None else (0.05 if args.quick else 0.25)
+    return args
+
+
+class Worker:
+    """The parent's handle on one implementation's process."""
+
+    def __init__(self, context, impl, env):
+        self.impl = impl
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=worker, args=(child, impl, env), daemon=True)
+        self.process.start()
+        child.close()
+
+    def ask(self, *request):
+        self.conn.send(request)
+        return self.conn.recv()
+
+    def close(self):
+        try:
+            self.ask("quit")
+        except (BrokenPipeError, EOFError, OSError):
+            pass
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.terminate()
+
+
+def machine_info():
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {"python": platform.python_version()}
+    for name in ("numpy", "numba", "scipy", "torch", "jax", "pyldl"):
+        try:
+            from importlib.metadata import version
+
+            versions[name] = version(name)
+        except Exception:
+            versions[name] = None
+    return {"cpu": cpu, "cores": os.cpu_count(), "system": platform.platform(), "versions": versions}
+
+
+def load_average():
+    try:
+        return list(os.getloadavg())
+    except OSError:
+        return None
+
+
+def run(args):
+    started = datetime.datetime.now().astimezone()
+    context = multiprocessing.get_context("spawn")
+    cache_dirs = []
+    workers = {}
+    print(f"starting {len(args.impls)} worker processes ({', '.join(args.impls)}) ...", flush=True)
+    for impl in args.impls:
+        env = {}
+        if args.empty_cache and impl in PYLDL:
+            cache_dirs.append(tempfile.TemporaryDirectory(prefix=f"pyldl-compare-{impl}-"))
+            env["NUMBA_CACHE_DIR"] = cache_dirs[-1].name
+        workers[impl] = Worker(context, impl, env)
+    load_before = load_average()
+    gemm_worker = workers.get("reference") or workers.get("modules") or workers.get("fused")
+    notes, results, gemm = [], [], {}
+    try:
+        for dtype in args.dtypes:
+            if gemm_worker is None:
+                break
+            status, value = gemm_worker.ask("gemm", dtype)
+            if status == "ok":
+                seconds, samples = value
+                gflops = 2 * GEMM_N**3 / seconds / 1e9
+                gemm[dtype] = {"seconds": seconds, "gflops": gflops, "samples": samples}
+                print(f"GEMM {GEMM_N}^3 {dtype}: {gemm[dtype]['gflops']:.0f} GFLOP/s (NumPy)", flush=True)
+        for key in args.workloads:
+            for dtype in args.dtypes:
+                results.extend(run_cell(args, workers, key, dtype, gemm, notes))
+    finally:
+        for handle in workers.values():
+            handle.close()
+        for directory in cache_dirs:
+            directory.cleanup()
+    finished = datetime.datetime.now().astimezone()
+    return {
+        "date": started.isoformat(timespec="seconds"),
+        "duration_s": (finished - started).total_seconds(),
+        "machine": machine_info(),
+        "load_average": {"before": load_before, "after": load_average()},
+        "settings": {
+            "quick": args.quick,
+            "rounds": args.rounds,
+            "min_time_s": args.min_time,
+            "pause_s": args.pause,
+            "empty_cache": args.empty_cache,
+            "method": "one worker process per implementation, timed round by round in rotating order, "
+            "with a pause before each timed call; medians over rounds",
+        },
+        "gemm": gemm,
+        "results": results,
+        "notes": notes,
+    }
+
+
+def cell_samples(args, key):
+    workload = WORKLOADS[key]
+    return workload.quick_samples if args.quick and workload.quick_samples else None
+
+
+def run_cell(args, workers, key, dtype, gemm, notes):
+    """Prepare every implementation on one workload and dtype, then time them round by round."""
+    workload = WORKLOADS[key]
+    n_samples = cell_samples(args, key)
+    rows = {}
+    for impl, handle in workers.items():
+        row = {
+            "workload": key,
+            "name": workload.name,
+            "dtype": dtype,
+            "reduced": n_samples is not None,
+            "impl": impl,
+            "label": LABELS[impl],
+            "available": False,
+        }
+        rows[impl] = row
+        status, value = handle.ask("prepare", key, dtype, n_samples, 2)
+        if status != "ok":
+            row["note"] = value
+            if status == "error":
+                notes.append(f"{key} {dtype} {LABELS[impl]}: {value}")
+            continue
+        row.update(available=True, first_call_s=value["first_call"], first_losses=value["losses"])
+        row["samples"] = value["samples"]
+        row["reps"] = max(1, int(round(args.min_time / max(min(value["epoch_times"]), 1e-7))))
+        row["round_s"] = []
+    check_losses(rows, dtype, notes)
+    ready = [impl for impl in workers if rows[impl]["available"]]
+    for r in range(args.rounds):
+        shift = r % max(len(ready), 1)
+        for impl in ready[shift:] + ready[:shift]:
+            status, value = workers[impl].ask("time", rows[impl]["reps"], args.pause)
+            if status == "ok":
+                rows[impl]["round_s"].append(value)
+            else:
+                notes.append(f"{key} {dtype} {LABELS[impl]} round {r}: {value}")
+    n = next((row["samples"] for row in rows.values() if "samples" in row), None)
+    flops = workload.flops_per_epoch(n) if n else None
+    for impl in workers:
+        workers[impl].ask("drop")
+        row = rows[impl]
+        row.update(samples=n, flops_per_epoch=flops)
+        if row["available"] and row["round_s"]:
+            seconds = float(np.median(row["round_s"]))
+            row.update(
+                seconds_per_epoch=seconds,
+                epochs_per_s=1 / seconds,
+                gflops=flops / seconds / 1e9,
+                spread=float((max(row["round_s"]) - min(row["round_s"])) / seconds),
+            )
+            if dtype in gemm:
+                row["pct_gemm"] = 100 * row["gflops"] / gemm[dtype]["gflops"]
+    basis = rows.get("fused")
+    for row in rows.values():
+        if basis and basis.get("seconds_per_epoch") and row.get("seconds_per_epoch"):
+            row["fused_speedup"] = row["seconds_per_epoch"] / basis["seconds_per_epoch"]
+    print_cell(list(rows.values()))
+    return list(rows.values())
+
+
+def check_losses(rows, dtype, notes):
+    """Warn when the implementations' first epochs' losses differ (same weights, same batches)."""
+    available = [row for row in rows.values() if row["available"]]
+    if len(available) < 2:
+        return
+    base = next((row for row in available if row["impl"] == "reference"), available[0])
+    for row in available:
+        a, b = np.asarray(row["first_losses"]), np.asarray(base["first_losses"])
+        close = np.allclose(a, b, rtol=LOSS_RTOL[dtype], atol=0)
+        row["losses_match"] = bool(close)
+        if not close:
+            message = (
+                f"WARNING loss mismatch, {row['workload']} {dtype}: {row['label']} {a.tolist()} "
+                f"vs {base['label']} {b.tolist()} (rtol {LOSS_RTOL[dtype]})"
+            )
+            notes.append(message)
+            print(message, flush=True)
+
+
+def fmt_seconds(x):
+    return "n/a" if x is None else f"{x:.2e}"
+
+
+def fmt_number(x, digits=3):
+    if x is None:
+        return "n/a"
+    return f"{x:.{digits}g}" if abs(x) < 10**digits else f"{x:.0f}"
+
+
+def print_cell(rows):
+    first = rows[0]
+    print(
+        f"\n{first['workload']} {first['name']} {first['dtype']}: {first['samples']} samples, "
+        f"{first['flops_per_epoch'] / 1e9:.3g} GFLOP per epoch (nominal)"
+    )
+    header = f"  {'implementation':<24}{'s/epoch':>10}{'epochs/s':>10}{'GFLOP/s':>9}{'% GEMM':>8}"
+    header += f"{'spread':>8}{'1st call s':>11}{'fused x':>9}"
+    print(header)
+    for row in rows:
+        if not row.get("seconds_per_epoch"):
+            print(f"  {row['label']:<24}{'n/a':>10}   {row.get('note', '')}")
+            continue
+        print(
+            f"  {row['label']:<24}{fmt_seconds(row['seconds_per_epoch']):>10}"
+            f"{fmt_number(row['epochs_per_s']):>10}{fmt_number(row['gflops']):>9}"
+            f"{fmt_number(row.get('pct_gemm'), 2):>8}{100 * row['spread']:>7.0f}%"
+            f"{row['first_call_s']:>11.3f}{fmt_number(row.get('fused_speedup')):>9}"
+        )
+    print(flush=True)
+
+
+def by_cell(report):
+    cells = {}
+    for row in report["results"]:
+        cells.setdefault((row["workload"], row["dtype"]), {})[row["impl"]] = row
+    return cells
+
+
+def markdown_table(report):
+    """The README's speed table: s/epoch (GFLOP/s) per implementation, speed-ups, first calls."""
+    machine, settings = report["machine"], report["settings"]
+    impls = [impl for impl in IMPLEMENTATIONS if any(r["impl"] == impl for r in report["results"])]
+    peers = [impl for impl in PEERS if impl in impls]
+    gemm = ", ".join(f"{d} {g['gflops']:.0f} GFLOP/s" for d, g in report["gemm"].items())
+    spreads = [r["spread"] for r in report["results"] if r.get("spread") is not None]
+    lines = [
+        f"Measured {report['date'][:10]} by `python -m benchmarks.compare"
+        f"{' --quick' if settings['quick'] else ''}` on {machine['cpu']} ({machine['cores']} cores), "
+        f"{' '.join(f'{k} {v}' for k, v in machine['versions'].items() if v)}.",
+        f"GEMM rate ({GEMM_N}^3 through NumPy, same run): {gemm or 'not measured'}. "
+        f"Median of {settings['rounds']} rounds; each implementation in its own process, timed in "
+        f"turn; median spread between rounds {100 * np.median(spreads) if spreads else 0:.0f}%. "
+        f"Load average before/after: {fmt_load(report['load_average'])}.",
+        "",
+        "Seconds per epoch (GFLOP/s, nominal FLOPs of WORKLOADS.md); n/a: not installed or not built.",
+        "",
+        "| workload | dtype | "
+        + " | ".join(LABELS[i] for i in impls)
+        + " | fused % of GEMM | "
+        + " | ".join(f"fused vs {short(i)}" for i in peers)
+        + " |",
+        "|---|---|" + "---:|" * (len(impls) + 1 + len(peers)),
+    ]
+    for (key, dtype), rows in by_cell(report).items():
+        cells = []
+        for impl in impls:
+            row = rows.get(impl, {})
+            seconds = row.get("seconds_per_epoch")
+            cells.append("n/a" if seconds is None else f"{seconds:.2e} ({fmt_number(row['gflops'])})")
+        fused = rows.get("fused", {})
+        cells.append(fmt_number(fused.get("pct_gemm"), 2) + ("%" if fused.get("pct_gemm") else ""))
+        cells += [speedup(rows.get(i, {}).get("fused_speedup")) for i in peers]
+        row = next(iter(rows.values()))
+        label = f"{key} {row['name']}" + (f" ({row['samples']} rows)" if row["reduced"] else "")
+        lines.append(f"| {label} | {dtype} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "First call in a warm process (compile, or load from Numba's cache, plus one epoch), seconds:",
+        "",
+        "| workload | dtype | " + " | ".join(LABELS[i] for i in impls) + " |",
+        "|---|---|" + "---:|" * len(impls),
+    ]
+    for (key, dtype), rows in by_cell(report).items():
+        cells = [fmt_number(rows.get(i, {}).get("first_call_s")) for i in impls]
+        lines.append(f"| {key} | {dtype} | " + " | ".join(cells) + " |")
+    if report["notes"]:
+        lines += ["", "Notes from this run:", ""] + [f"- {note}" for note in report["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def short(impl):
+    return {"modules": "modules", "reference": "NumPy", "torch": "PyTorch", "jax": "JAX"}[impl]
+
+
+def speedup(x):
+    return "n/a" if x is None else f"{x:.2f}x"
+
+
+def fmt_load(load):
+    if not load or not load["before"] or not load["after"]:
+        return "n/a"
+    return f"{load['before'][0]:.1f}/{load['after'][0]:.1f}"
+
+
+def draw_chart(report, path):
+    """Bars: how many times faster pyldl fused is than each peer, per workload and dtype."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = by_cell(report)
+    dtypes = list(dict.fromkeys(dtype for _, dtype in cells))
+    keys = list(dict.fromkeys(key for key, _ in cells))
+    peers = [p for p in PEERS if any(p in rows for rows in cells.values())]
+    fig, axes = plt.subplots(1, len(dtypes), figsize=(6 * len(dtypes), 4.2), squeeze=False, sharey=True)
+    width = 0.8 / max(len(peers), 1)
+    for ax, dtype in zip(axes[0], dtypes, strict=True):
+        for i, peer in enumerate(peers):
+            values = [cells.get((key, dtype), {}).get(peer, {}).get("fused_speedup") for key in keys]
+            x = [k + (i - (len(peers) - 1) / 2) * width for k in range(len(keys))]
+            ax.bar(x, [v or 0 for v in values], width, label=f"vs {LABELS[peer]}")
+        ax.axhline(1, color="black", linewidth=0.8)
+        ax.set_xticks(range(len(keys)), keys)
+        ax.set_yscale("log")
+        ax.set_title(dtype)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("pyldl fused speed-up (peer s/epoch / fused s/epoch)")
+    axes[0][-1].legend(fontsize=8)
+    fig.suptitle(f"pyldl fused vs peers, {report['date'][:10]}, {report['machine']['cpu']}", fontsize=9)
+    if not any(r.get("fused_speedup") for r in report["results"]):
+        fig.text(0.5, 0.5, "pyldl fused not available in this run", ha="center", fontsize=12)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def update_readme(table, readme):
+    """Replace what is between the speed-table markers of ``readme``; False when absent."""
+    if not readme.exists():
+        return False
+    text = readme.read_text()
+    start, end = (text.find(marker) for marker in MARKERS)
+    if start < 0 or end < start:
+        return False
+    readme.write_text(text[: start + len(MARKERS[0])] + "\n" + table + text[end:])
+    return True
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    report = run(args)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    (args.output_dir / "compare.json").write_text(json.dumps(report, indent=1) + "\n")
+    table = markdown_table(report)
+    (args.output_dir / "table.md").write_text(table)
+    written = [args.output_dir / name for name in ("compare.json", "table.md")]
+    try:
+        draw_chart(report, args.output_dir / "compare.png")
+        written.append(args.output_dir / "compare.png")
+    except ImportError:
+        print("matplotlib not installed: no chart (pip install pyldl[bench])")
+    if not args.no_readme and update_readme(table, ROOT / "README.md"):
+        written.append(ROOT / "README.md")
+    print(table)
+    for note in report["notes"]:
+        print("note:", note)
+    print(f"took {report['duration_s']:.0f} s; wrote " + ", ".join(str(p) for p in written))
+
+
+if __name__ == "__main__":
+    main()

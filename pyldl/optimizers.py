@@ -191,9 +191,10 @@ class _Plan:
             if self._work.size < size:
                 self._work = np.empty(size, self.dtype)
             self._rows = rows
-        return kernels.sgd_epoch(
+        value = kernels.sgd_epoch(
             self._table, self._parameters, X, y, batch_size, lr, self.loss, self.eps, self._work
         )
+        return float(value)
 
 
 def _plan(network, loss, fused):

@@ -1,0 +1,476 @@
+"""Optim, SGD and Trainer: the fused (one compiled call per epoch) path, the module-by-module
+path and the plain-NumPy reference give the same losses and parameters."""
+
+# PyLDL draws from NumPy's global RNG, so these tests do too.
+# ruff: noqa: NPY002
+
+import math
+
+import numba
+import numpy as np
+import pytest
+from conftest import assert_close, seeded
+
+import pyldl
+import pyldl.reference as ref
+from pyldl import optimizers
+from pyldl.base import Activation, Loss, Module
+from pyldl.exceptions import DimensionMismatchError, DivergenceError
+from pyldl.kernels import optimizers as kernels
+from pyldl.optimizers import Trainer
+from pyldl.workloads import WORKLOADS
+
+PATHS = {"fused": {"fused": True}, "modules": {"fused": False}}
+
+# ---------------------------------------------------------------- networks
+
+
+def mlp(ns, dtype):
+    """Every activation, a Linear without bias, Softmax last."""
+    return ns.Sequential(
+        ns.Linear(4, 6, dtype=dtype),
+        ns.Tanh(),
+        ns.Linear(6, 5, dtype=dtype),
+        ns.Sigmoid(),
+        ns.Linear(5, 3, bias=False, dtype=dtype),
+        ns.ReLU(),
+        ns.Linear(3, 3, dtype=dtype),
+        ns.Softmax(),
+    )
+
+
+def autoencoder(ns, dtype):
+    """An AutoEncoder of nested containers."""
+    encoder = ns.Sequential(
+        ns.Linear(4, 5, dtype=dtype), ns.Tanh(), ns.Sequential(ns.Linear(5, 2, dtype=dtype), ns.Sigmoid())
+    )
+    decoder = ns.Sequential(ns.Linear(2, 5, dtype=dtype), ns.ReLU(), ns.Linear(5, 3, dtype=dtype))
+    return ns.AutoEncoder(encoder, ns.Sequential(decoder, ns.Sigmoid()))
+
+
+def odd_layout(ns, dtype):
+    """An activation first, two activations in a row, two Linear layers in a row."""
+    return ns.Sequential(
+        ns.Sequential(ns.Sigmoid(), ns.Linear(4, 5, dtype=dtype)),
+        ns.Tanh(),
+        ns.Tanh(),
+        ns.Linear(5, 4, bias=False, dtype=dtype),
+        ns.Linear(4, 3, dtype=dtype),
+        ns.Sigmoid(),
+    )
+
+
+def single_linear(ns, dtype):
+    return ns.Sequential(ns.Linear(4, 3, dtype=dtype))
+
+
+NETWORKS = {"mlp": mlp, "autoencoder": autoencoder, "odd_layout": odd_layout, "linear": single_linear}
+
+
+def build(build_network, ns, dtype, seed=0):
+    with seeded(seed):
+        return build_network(ns, dtype)
+
+
+def parameters(network):
+    """Every parameter array, in forward order (the arrays themselves)."""
+    return list(optimizers._arrays(network))
+
+
+def data(rows, seed=1):
+    rs = np.random.RandomState(seed)
+    return rs.standard_normal((rows, 4)), rs.uniform(0.05, 0.95, (rows, 3))
+
+
+def train(ns, network, loss_name, X, y, batch_size, gradient_step, n_iter, seed=5, **kwargs):
+    """SGD with the global RNG seeded (the permutation); returns (losses, parameter copies)."""
+    loss = getattr(ns, loss_name)()
+    with seeded(seed):
+        losses = ns.SGD(network, loss, X, y, batch_size, gradient_step, n_iter, progress=False, **kwargs)
+    return losses, [p.copy() for p in parameters(network)]
+
+
+def assert_same_run(run, expected, dtype):
+    (losses, params), (expected_losses, expected_params) = run, expected
+    assert all(type(v) is float for v in losses)
+    assert_close(np.array(losses), np.array(expected_losses), "run", dtype)
+    assert len(params) == len(expected_params)
+    for p, q in zip(params, expected_params, strict=True):
+        assert_close(p, q, "run", dtype)
+
+
+# ---------------------------------------------------------------- fused == modules == reference
+
+
+@pytest.mark.parametrize("loss_name", ["MSELoss", "BCELoss"])
+@pytest.mark.parametrize("name", NETWORKS)
+def test_fused_and_module_by_module_match_the_reference(name, loss_name, dtype):
+    X, y = data(50)  # batches of 16: the last has 2 rows
+    step = 0.01 if name == "linear" else 0.1
+    expected = train(ref, build(NETWORKS[name], ref, dtype), loss_name, X, y, 16, step, 8)
+    for kwargs in PATHS.values():
+        network = build(NETWORKS[name], pyldl, dtype)
+        run = train(pyldl, network, loss_name, X, y, 16, step, 8, **kwargs)
+        assert_same_run(run, expected, dtype)
+    if loss_name == "MSELoss":
+        assert expected[0][-1] < expected[0][0]  # it trains
+
+
+@pytest.mark.parametrize(
+    "rows, batch_size",
+    [(48, 16), (50, 16), (13, 1), (7, 64), (1, 1)],
+    ids=["whole_batches", "partial_last", "batch_of_1", "fewer_rows_than_a_batch", "one_row"],
+)
+def test_batch_layouts(rows, batch_size, dtype):
+    X, y = data(rows)
+    expected = train(ref, build(autoencoder, ref, dtype), "BCELoss", X, y, batch_size, 0.2, 4)
+    for kwargs in PATHS.values():
+        run = train(pyldl, build(autoencoder, pyldl, dtype), "BCELoss", X, y, batch_size, 0.2, 4, **kwargs)
+        assert_same_run(run, expected, dtype)
+
+
+def test_sgd_matches_a_hand_written_loop():
+    """PyLDL's SGD in a dozen lines of NumPy: one permutation, consecutive batches, the last
+    partial one kept, the same batches every epoch, the epoch loss the mean of batch losses."""
+    X, y = data(23)
+    with seeded(0):
+        W, b = np.random.uniform(-0.5, 0.5, (4, 3)), np.random.uniform(-0.5, 0.5, (1, 3))
+    with seeded(5):
+        order = np.random.permutation(23)
+    expected_losses = []
+    for _ in range(6):
+        batch_losses = []
+        for start in range(0, 23, 10):
+            xb, yb = X[order[start : start + 10]], y[order[start : start + 10]]
+            yhat = 1 / (1 + np.exp(-(xb @ W + b)))
+            batch_losses.append(np.mean(np.sum((yb - yhat) ** 2, axis=1)))
+            delta = -2 * (yb - yhat) * yhat * (1 - yhat)
+            W, b = W - 0.3 * xb.T @ delta, b - 0.3 * delta.sum(axis=0)
+        expected_losses.append(np.mean(batch_losses))
+    for ns, kwargs in [(ref, {}), (pyldl, PATHS["fused"]), (pyldl, PATHS["modules"])]:
+        with seeded(0):  # PyLDL's init: U(-1/sqrt(4), 1/sqrt(4)), the weights then the bias
+            network = ns.Sequential(ns.Linear(4, 3), ns.Sigmoid())
+        run = train(ns, network, "MSELoss", X, y, 10, 0.3, 6, **kwargs)
+        assert_same_run(run, (expected_losses, [W, b]), np.float64)
+
+
+@pytest.mark.parametrize("key", ["W2", "W3", "W4"])
+def test_workloads_at_reduced_size(key):
+    workload = WORKLOADS[key]
+    X, y = workload.data(workload.quick_samples or 200)
+    results = []
+    for ns, kwargs in [(ref, {}), (pyldl, PATHS["fused"])]:
+        network = workload.network(ns)
+        with seeded(1):
+            losses = ns.SGD(
+                network, workload.loss_module(ns), X, y, workload.batch_size, workload.gradient_step, 2,
+                progress=False, **kwargs,
+            )  # fmt: skip
+        results.append((losses, parameters(network)))
+    assert_same_run(results[0], results[1], np.float64)
+
+
+# ---------------------------------------------------------------- Optim
+
+
+@pytest.mark.parametrize("loss_name", ["MSELoss", "BCELoss"])
+def test_optim_step_matches_the_reference(loss_name, dtype):
+    X, y = data(40)
+    sizes = [5, 20, 3, 12]  # the work buffer grows, then is reused
+    runs = []
+    for ns, kwargs in [(ref, {}), (pyldl, PATHS["fused"]), (pyldl, PATHS["modules"])]:
+        network = build(mlp, ns, dtype)
+        optim = ns.Optim(network, getattr(ns, loss_name)(), 0.1, **kwargs)
+        losses, start = [], 0
+        for size in sizes * 2:
+            losses.append(optim(X[start : start + size], y[start : start + size]))
+            start = (start + size) % 30
+        runs.append((losses, parameters(network)))
+    assert pyldl.Optim(build(mlp, pyldl, dtype), pyldl.MSELoss()).fused
+    for run in runs[1:]:
+        assert_same_run(run, runs[0], dtype)
+
+
+def test_optim_step_checks_its_batch():
+    optim = pyldl.Optim(build(mlp, pyldl, np.float64), pyldl.MSELoss(), fused=True)
+    X, y = data(6)
+    with pytest.raises(DimensionMismatchError):
+        optim.step(X[:, :3], y)
+    with pytest.raises(DimensionMismatchError):
+        optim.step(X, y[:, :2])
+    with pytest.raises(DimensionMismatchError):
+        optim.step(X[0], y[0])
+    with pytest.raises(ValueError, match="empty"):
+        optim.step(X[:0], y[:0])
+    assert type(optim.step(X.astype(int), (y > 0.5).astype(int))) is float  # integers accepted
+
+
+# ---------------------------------------------------------------- what falls back
+
+
+class Scale(Module):
+    """A user's plain-NumPy layer with a parameter."""
+
+    def __init__(self, width):
+        super().__init__()
+        self._parameters = np.random.uniform(0.5, 1.5, (1, width))
+        self.zero_grad()
+
+    def forward(self, X):
+        return X * self._parameters
+
+    def backward_update_gradient(self, input, delta):
+        self._gradient += (input * delta).sum(axis=0, keepdims=True)
+
+    def backward_delta(self, input, delta):
+        return delta * self._parameters
+
+
+class Softsign(Activation):
+    def forward(self, X):
+        return X / (1 + np.abs(X))
+
+    def backward_delta(self, input, delta):
+        return delta / (1 + np.abs(input)) ** 2
+
+
+class HalfMSE(Loss):
+    def forward(self, y, yhat):
+        return float(0.5 * np.mean(np.sum((y - yhat) ** 2, axis=1)))
+
+    def backward(self, y, yhat):
+        return yhat - y
+
+
+def user_network(ns, dtype=np.float64):
+    return ns.Sequential(ns.Linear(4, 5), Scale(5), Softsign(), ns.Linear(5, 3), ns.Sigmoid())
+
+
+class MyTanh(pyldl.Tanh):
+    """A subclass of a built-in: the user's code, so it falls back."""
+
+
+@pytest.mark.parametrize(
+    "make, loss_name, culprit",
+    [
+        (user_network, "MSELoss", "Scale"),
+        (lambda ns, dtype: ns.Sequential(ns.Linear(4, 3), (MyTanh if ns is pyldl else ns.Tanh)()), "BCELoss",
+         "MyTanh"),
+        (mlp, "HalfMSE", "HalfMSE"),
+    ],
+    ids=["user_module", "subclass_of_a_built_in", "user_loss"],
+)  # fmt: skip
+def test_user_code_falls_back_with_the_same_results(make, loss_name, culprit):
+    X, y = data(30)
+    expected_loss = HalfMSE if loss_name == "HalfMSE" else getattr(ref, loss_name)
+    loss = HalfMSE if loss_name == "HalfMSE" else getattr(pyldl, loss_name)
+    network = build(make, ref, np.float64)
+    with seeded(5):
+        expected = ref.SGD(network, expected_loss(), X, y, 8, 0.1, 5, progress=False), parameters(network)
+    network = build(make, pyldl, np.float64)
+    with seeded(5):
+        trainer = Trainer(network, loss(), X, y, 8, 0.1)
+    assert not trainer.fused
+    with seeded(5):
+        run = pyldl.SGD(network, loss(), X, y, 8, 0.1, 5, progress=False), parameters(network)
+    assert_same_run(run, expected, np.float64)
+    with pytest.raises(TypeError, match=culprit):
+        Trainer(build(make, pyldl, np.float64), loss(), X, y, 8, 0.1, fused=True)
+    with pytest.raises(TypeError, match=culprit):
+        pyldl.Optim(build(make, pyldl, np.float64), loss(), 0.1, fused=True)
+    assert not pyldl.Optim(build(make, pyldl, np.float64), loss(), 0.1).fused
+
+
+def test_what_cannot_be_fused_is_named():
+    X, y = data(10)
+    cases = [
+        (pyldl.Sequential(ref.Linear(4, 3)), "Sequential > Linear"),  # the plain-NumPy Linear
+        (pyldl.Sequential(pyldl.Tanh()), "no Linear"),
+        (pyldl.Sequential(pyldl.Linear(4, 3), pyldl.Linear(3, 3, dtype=np.float32)), "mix dtypes"),
+    ]
+    for network, message in cases:
+        with pytest.raises(TypeError, match=message):
+            Trainer(network, pyldl.MSELoss(), X, y, fused=True)
+        assert not Trainer(network, pyldl.MSELoss(), X, y).fused
+    with pytest.raises(TypeError, match="fused"):
+        Trainer(build(mlp, pyldl, np.float64), pyldl.MSELoss(), X, y, fused="yes")
+
+
+def test_mismatched_shapes_raise_on_both_paths():
+    X, y = data(10)
+    for kwargs in PATHS.values():
+        with pytest.raises(DimensionMismatchError):
+            pyldl.SGD(build(mlp, pyldl, np.float64), pyldl.MSELoss(), X[:, :3], y, n_iter=1, progress=False,
+                      **kwargs)  # fmt: skip
+        with pytest.raises(DimensionMismatchError):
+            pyldl.SGD(build(mlp, pyldl, np.float64), pyldl.MSELoss(), X, y[:, :2], n_iter=1, progress=False,
+                      **kwargs)  # fmt: skip
+    broken = build(mlp, pyldl, np.float64)
+    broken._modules[2]._parameters = np.zeros((4, 5))  # takes 4 features, gets 6
+    with pytest.raises(DimensionMismatchError):
+        Trainer(broken, pyldl.MSELoss(), X, y, fused=True)
+
+
+# ---------------------------------------------------------------- the parameters
+
+
+def test_parameters_stay_the_same_arrays(dtype):
+    network = build(autoencoder, pyldl, dtype)
+    before = parameters(network)
+    copies = [p.copy() for p in before]
+    X, y = data(30)
+    with seeded(5):
+        pyldl.SGD(network, pyldl.BCELoss(), X, y, 8, 0.1, 3, progress=False, fused=True)
+    after = parameters(network)
+    assert all(a is b for a, b in zip(after, before, strict=True))
+    assert all(a.dtype == dtype and a.flags.c_contiguous for a in after)
+    assert all(not np.array_equal(a, c) for a, c in zip(after, copies, strict=True))
+
+
+def reassign(network):
+    """What PyLDL notebooks do: new weights of another dtype and layout, a 1-D bias."""
+    network._modules[0]._parameters = np.arange(24).reshape(6, 4).T * 0.05  # not C-contiguous
+    network._modules[-2]._bias = np.full(3, 0.25)  # 1-D
+
+
+def test_reassigned_parameters_are_picked_up(dtype):
+    X, y = data(30)
+    runs = []
+    for ns, kwargs in [(ref, {}), (pyldl, PATHS["fused"]), (pyldl, PATHS["modules"])]:
+        network = build(mlp, ns, dtype)
+        train(ns, network, "MSELoss", X, y, 8, 0.1, 2, **kwargs)
+        reassign(network)
+        runs.append(train(ns, network, "MSELoss", X, y, 8, 0.1, 2, **kwargs))
+        assert network._modules[0]._parameters.dtype == dtype
+    for run in runs[1:]:
+        assert_same_run(run, runs[0], dtype)
+
+
+def test_trainer_and_optim_pick_up_arrays_assigned_between_calls(dtype):
+    X, y = data(30)
+    network = build(mlp, pyldl, dtype)
+    with seeded(5):
+        trainer = Trainer(network, pyldl.MSELoss(), X, y, 8, 0.1, fused=True)
+    expected_network = build(mlp, ref, dtype)
+    with seeded(5):
+        order = np.random.permutation(30)
+    expected = ref.Optim(expected_network, ref.MSELoss(), 0.1)
+
+    def expected_epoch():
+        batches = [(X[order][i : i + 8], y[order][i : i + 8]) for i in range(0, 30, 8)]
+        return float(np.mean([expected.step(bx, by) for bx, by in batches]))
+
+    assert_close(trainer.epoch(), expected_epoch(), "run", dtype)
+    new = np.ascontiguousarray(network._modules[2]._parameters * 2)
+    network._modules[2]._parameters = new
+    expected_network._modules[2]._parameters = expected_network._modules[2]._parameters * 2
+    assert_close(trainer.epoch(), expected_epoch(), "run", dtype)
+    assert network._modules[2]._parameters is new  # trained in place
+    assert_close(new, expected_network._modules[2]._parameters, "run", dtype)
+
+    optim = pyldl.Optim(network, pyldl.MSELoss(), 0.1)
+    network._modules[0]._bias = np.zeros(6, dtype)
+    expected_network._modules[0]._bias = np.zeros(6, dtype)
+    assert_close(optim.step(X, y), ref.Optim(expected_network, ref.MSELoss(), 0.1).step(X, y), "run", dtype)
+    for p, q in zip(parameters(network), parameters(expected_network), strict=True):
+        assert_close(p, q, "run", dtype)
+
+
+def test_float32_stays_float32():
+    network = build(mlp, pyldl, np.float32)
+    X, y = data(20)
+    losses, params = train(pyldl, network, "BCELoss", X, y, 8, 0.1, 2, fused=True)
+    assert all(type(v) is float for v in losses)
+    assert all(p.dtype == np.float32 for p in params)
+    assert type(pyldl.Optim(network, pyldl.MSELoss(), fused=True).step(X, y)) is float
+    if numba.config.DISABLE_JIT:
+        return
+    for signature in kernels.sgd_epoch.signatures:
+        parameter_dtype = signature[1].dtype.dtype
+        if parameter_dtype == numba.float32:
+            arrays_and_scalars = [signature[i] for i in (2, 3, 5, 7, 8)]
+            assert [getattr(t, "dtype", t) for t in arrays_and_scalars] == [numba.float32] * 5
+
+
+# ---------------------------------------------------------------- SGD's guards
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_divergence_keeps_the_last_finite_epoch(path):
+    X, y = data(30)
+    y = y * 10
+    network = build(single_linear, pyldl, np.float64)
+    with np.errstate(all="ignore"), pytest.raises(DivergenceError) as info:
+        train(pyldl, network, "MSELoss", X, y, 8, 50.0, 200, **PATHS[path])
+    error = info.value
+    assert error.epoch == len(error.losses) - 1 > 1
+    assert not math.isfinite(error.losses[-1]) and all(math.isfinite(v) for v in error.losses[:-1])
+    expected = build(single_linear, pyldl, np.float64)
+    with np.errstate(all="ignore"):
+        losses, params = train(pyldl, expected, "MSELoss", X, y, 8, 50.0, error.epoch, **PATHS[path])
+    assert losses == error.losses[:-1]
+    assert all(np.array_equal(p, q) for p, q in zip(parameters(network), params, strict=True))
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_keyboard_interrupt_restores_the_last_finished_epoch(path, monkeypatch):
+    """A compiled epoch cannot be interrupted: Ctrl-C surfaces when it returns."""
+    X, y = data(30)
+    epoch, calls = Trainer.epoch, []
+
+    def interrupted_epoch(self):
+        value = epoch(self)
+        calls.append(value)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return value
+
+    monkeypatch.setattr(Trainer, "epoch", interrupted_epoch)
+    network = build(mlp, pyldl, np.float64)
+    with pytest.raises(KeyboardInterrupt):
+        train(pyldl, network, "MSELoss", X, y, 8, 0.1, 10, **PATHS[path])
+    monkeypatch.undo()
+    expected = build(mlp, pyldl, np.float64)
+    _, params = train(pyldl, expected, "MSELoss", X, y, 8, 0.1, 2, **PATHS[path])
+    assert all(np.array_equal(p, q) for p, q in zip(parameters(network), params, strict=True))
+
+
+def test_progress_bar_can_be_turned_off(capsys):
+    X, y = data(10)
+    pyldl.SGD(build(mlp, pyldl, np.float64), pyldl.MSELoss(), X, y, n_iter=3, progress=False)
+    assert capsys.readouterr().err == ""
+    pyldl.SGD(build(mlp, pyldl, np.float64), pyldl.MSELoss(), X, y, n_iter=3)
+    assert "3/3" in capsys.readouterr().err
+
+
+def test_zero_epochs_change_nothing():
+    network = build(mlp, pyldl, np.float64)
+    copies = [p.copy() for p in parameters(network)]
+    X, y = data(10)
+    assert pyldl.SGD(network, pyldl.MSELoss(), X, y, n_iter=0, progress=False) == []
+    assert all(np.array_equal(p, c) for p, c in zip(parameters(network), copies, strict=True))
+
+
+# ---------------------------------------------------------------- kernel pieces
+
+
+@pytest.mark.parametrize("float_type", [np.float64, np.float32], ids=["float64", "float32"])
+def test_vectorised_log_is_accurate(float_type):
+    """The compiled log of BCE's clipped probabilities (NumPy's log runs without Numba)."""
+    if numba.config.DISABLE_JIT:
+        pytest.skip("only the compiled log is pyldl's")
+
+    @numba.njit
+    def logs(x, out):
+        for i in range(x.size):
+            out[i] = kernels._log(x[i])
+
+    eps = 1e-12 if float_type is np.float64 else 1e-7
+    p = np.concatenate([np.geomspace(eps, 1, 20001), np.linspace(0.5, 1, 20001)]).astype(float_type)
+    x = np.concatenate([p, (1 - p)[p < 1], [np.nan]]).astype(float_type)
+    out = np.empty_like(x)
+    logs(x, out)
+    assert np.isnan(out[-1])
+    exact = np.log(x[:-1].astype(np.longdouble))
+    ulps = np.abs(out[:-1] - exact) / np.spacing(np.abs(exact).astype(float_type))
+    assert ulps.max() <= 1.0

@@ -153,7 +153,7 @@ class _Plan:
                 table.append([1, kernels.NONE, len(parameters), b is not None, width, column])
                 parameters += [W, no_bias if b is None else b]
             elif len(table) > 1 and table[-1][kernels.IS_LINEAR] and table[-1][kernels.ACT] == kernels.NONE:
-                table[-1][kernels.ACT] = _ACTIVATIONS[type(layer)]  # in place on the Linear's output
+                table[-1][kernels.ACT] = _ACTIVATIONS[type(layer)]  # applied to the Linear's product
                 continue
             else:
                 table.append([0, _ACTIVATIONS[type(layer)], 0, 0, width, column])

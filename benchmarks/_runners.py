@@ -250,7 +250,8 @@ def worker(conn, impl, env):
     Requests on ``conn``: ("prepare", key, dtype, n_samples, n_check) builds the runner, times
     the first call (compile plus one epoch) and trains ``n_check`` epochs in all, returning
     their losses; ("time", reps, pause) sleeps ``pause`` s, then times ``reps`` epochs;
-    ("gemm", dtype) times a 2048^3 product; ("drop",) frees the runner; ("quit",).
+    ("gemm", dtype) times a 2048^3 product; ("drop",) frees the runner; ("ping",) answers
+    once the imports are done; ("quit",).
     Replies are ("ok", value) or ("error", message).
     """
     os.environ.update(env)
@@ -268,7 +269,9 @@ def worker(conn, impl, env):
             if request[0] == "quit":
                 conn.send(("ok", None))
                 return
-            if request[0] == "prepare":
+            if request[0] == "ping":
+                reply = None
+            elif request[0] == "prepare":
                 _, key, dtype, n_samples, n_check = request
                 runner = None
                 workload = WORKLOADS[key]

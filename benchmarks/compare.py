@@ -66,6 +66,11 @@ def parse_args(argv=None):
         action="store_true",
         help="give pyldl's workers empty Numba caches, so first calls include all compilation",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="cap threads per library (OpenMP, OpenBLAS, MKL; XLA only for 1); default: no cap",
+    )
     parser.add_argument("--output-dir", type=Path, default=RESULTS)
     parser.add_argument("--no-readme", action="store_true", help="do not touch README.md")
     args = parser.parse_args(argv)
@@ -92,7 +97,13 @@ class Worker:
         self.impl = impl
         self.conn, child = context.Pipe()
         self.process = context.Process(target=worker, args=(child, impl, env), daemon=True)
-        self.process.start()
+        saved = dict(os.environ)
+        os.environ.update(env)  # in the child's environment from its start, before any import
+        try:
+            self.process.start()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
         child.close()
 
     def ask(self, *request):
@@ -107,6 +118,19 @@ class Worker:
         self.process.join(timeout=10)
         if self.process.is_alive():
             self.process.terminate()
+
+
+def thread_env(threads):
+    """Environment variables that cap every library's thread pool at ``threads`` (None: no cap)."""
+    if not threads:
+        return {}
+    n = str(threads)
+    env = {name: n for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    env["NUMBA_NUM_THREADS"] = n
+    if threads == 1:  # XLA has no thread-count flag; this is the recipe for one thread
+        flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        env["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
+    return env
 
 
 def machine_info():
@@ -143,27 +167,22 @@ def run(args):
     workers = {}
     print(f"starting {len(args.impls)} worker processes ({', '.join(args.impls)}) ...", flush=True)
     for impl in args.impls:
-        env = {}
+        env = thread_env(args.threads)
         if args.empty_cache and impl in PYLDL:
             cache_dirs.append(tempfile.TemporaryDirectory(prefix=f"pyldl-compare-{impl}-"))
             env["NUMBA_CACHE_DIR"] = cache_dirs[-1].name
         workers[impl] = Worker(context, impl, env)
+    for handle in workers.values():  # wait until every worker has done its imports
+        handle.ask("ping")
     load_before = load_average()
     gemm_worker = workers.get("reference") or workers.get("modules") or workers.get("fused")
     notes, results, gemm = [], [], {}
     try:
-        for dtype in args.dtypes:
-            if gemm_worker is None:
-                break
-            status, value = gemm_worker.ask("gemm", dtype)
-            if status == "ok":
-                seconds, samples = value
-                gflops = 2 * GEMM_N**3 / seconds / 1e9
-                gemm[dtype] = {"seconds": seconds, "gflops": gflops, "samples": samples}
-                print(f"GEMM {GEMM_N}^3 {dtype}: {gemm[dtype]['gflops']:.0f} GFLOP/s (NumPy)", flush=True)
+        measure_gemm(gemm_worker, args.dtypes, gemm)
         for key in args.workloads:
             for dtype in args.dtypes:
                 results.extend(run_cell(args, workers, key, dtype, gemm, notes))
+        measure_gemm(gemm_worker, args.dtypes, gemm)  # again at the end: the better one is the limit
     finally:
         for handle in workers.values():
             handle.close()
@@ -181,6 +200,7 @@ def run(args):
             "min_time_s": args.min_time,
             "pause_s": args.pause,
             "empty_cache": args.empty_cache,
+            "threads": args.threads,
             "method": "one worker process per implementation, timed round by round in rotating order, "
             "with a pause before each timed call; medians over rounds",
         },
@@ -188,6 +208,20 @@ def run(args):
         "results": results,
         "notes": notes,
     }
+
+
+def measure_gemm(handle, dtypes, gemm):
+    """Time a 2048^3 product per dtype (NumPy, in a worker); keep the best rate seen."""
+    for dtype in dtypes if handle else ():
+        status, value = handle.ask("gemm", dtype)
+        if status != "ok":
+            continue
+        seconds, samples = value
+        entry = gemm.setdefault(dtype, {"seconds": seconds, "samples": []})
+        entry["samples"] += samples
+        entry["seconds"] = min(entry["seconds"], seconds)
+        entry["gflops"] = 2 * GEMM_N**3 / entry["seconds"] / 1e9
+        print(f"GEMM {GEMM_N}^3 {dtype}: {2 * GEMM_N**3 / seconds / 1e9:.0f} GFLOP/s (NumPy)", flush=True)
 
 
 def cell_samples(args, key):
@@ -214,8 +248,13 @@ def run_cell(args, workers, key, dtype, gemm, notes):
         status, value = handle.ask("prepare", key, dtype, n_samples, 2)
         if status != "ok":
             row["note"] = value
-            if status == "error":
-                notes.append(f"{key} {dtype} {LABELS[impl]}: {value}")
+            note = (
+                f"{LABELS[impl]}: {value}"
+                if status == "unavailable"
+                else f"{key} {dtype} {LABELS[impl]}: {value}"
+            )
+            if note not in notes:
+                notes.append(note)
             continue
         row.update(available=True, first_call_s=value["first_call"], first_losses=value["losses"])
         row["samples"] = value["samples"]
@@ -396,7 +435,13 @@ def draw_chart(report, path):
         for i, peer in enumerate(peers):
             values = [cells.get((key, dtype), {}).get(peer, {}).get("fused_speedup") for key in keys]
             x = [k + (i - (len(peers) - 1) / 2) * width for k in range(len(keys))]
-            ax.bar(x, [v or 0 for v in values], width, label=f"vs {LABELS[peer]}")
+            heights = [v - 1 if v else 0 for v in values]  # bars grow from 1 (as fast)
+            bars = ax.bar(x, heights, width, bottom=1, label=f"vs {LABELS[peer]}")
+            for bar, value in zip(bars, values, strict=True):
+                if value:
+                    y = value * (1.05 if value >= 1 else 0.95)
+                    va = "bottom" if value >= 1 else "top"
+                    ax.text(bar.get_x() + width / 2, y, f"{value:.2g}", ha="center", va=va, fontsize=6)
         ax.axhline(1, color="black", linewidth=0.8)
         ax.set_xticks(range(len(keys)), keys)
         ax.set_yscale("log")

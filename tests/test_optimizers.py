@@ -129,6 +129,25 @@ def test_batch_layouts(rows, batch_size, dtype):
         assert_same_run(run, expected, dtype)
 
 
+@pytest.mark.parametrize("hidden", [0, 2, 6], ids=["1-1", "1-2-1", "1-6-1"])
+def test_one_input_and_one_output(hidden, dtype):
+    """Linear layers of one input or one output (the kernel's rank-1 products)."""
+
+    def narrow(ns, dtype):
+        if not hidden:
+            return ns.Sequential(ns.Linear(1, 1, dtype=dtype))
+        return ns.Sequential(ns.Linear(1, hidden, dtype=dtype), ns.Tanh(), ns.Linear(hidden, 1, dtype=dtype))
+
+    rs = np.random.RandomState(3)
+    X = rs.standard_normal((40, 1))
+    y = np.sin(X) + 0.1 * rs.standard_normal((40, 1))
+    expected = train(ref, build(narrow, ref, dtype), "MSELoss", X, y, 16, 0.02, 5)
+    for kwargs in PATHS.values():
+        assert_same_run(
+            train(pyldl, build(narrow, pyldl, dtype), "MSELoss", X, y, 16, 0.02, 5, **kwargs), expected, dtype
+        )
+
+
 def test_sgd_matches_a_hand_written_loop():
     """PyLDL's SGD in a dozen lines of NumPy: one permutation, consecutive batches, the last
     partial one kept, the same batches every epoch, the epoch loss the mean of batch losses."""

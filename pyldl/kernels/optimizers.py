@@ -173,6 +173,25 @@ def _add_bias(out, b):
 
 
 @jit
+def _outer(a, b, out):
+    """out = a b^T, the product of a one-column matrix and a one-row one.  a (N,), b (M,).
+
+    OpenBLAS is 2-8x slower on these (4000 x 1 x 8: 29 against 15 us; 256 x 1 x 2048: 1.8
+    against 0.2 ms), so Linear layers of one input or one output use this loop.
+    """
+    if b.size < 4:  # short rows: column by column (800 x 1: 2.2 -> 0.1 us)
+        for j in range(b.size):
+            value = b[j]
+            for i in range(a.size):
+                out[i, j] = a[i] * value
+        return
+    for i in range(a.size):
+        value = a[i]
+        for j in range(b.size):
+            out[i, j] = value * b[j]
+
+
+@jit
 def _activation_backward(out, delta, act):
     """delta *= act'(.), in place, from the activation's output ``out`` (NONE: nothing).  (N, D)."""
     if act == SOFTMAX:
@@ -270,7 +289,11 @@ def sgd_epoch(plan, parameters, X, y, batch_size, lr, loss, eps, work):
                 # the product goes to the (still unused) delta block when an activation follows:
                 # in place, the activation loops would fail their overlap check and not vectorise
                 z = work[deltas_at : deltas_at + n * width].reshape((n, width)) if act != NONE else out
-                gemm(False, False, 1.0, x, parameters[plan[s, PARAM]], 0.0, z)
+                W = parameters[plan[s, PARAM]]
+                if W.shape[0] == 1:
+                    _outer(x.reshape(n), W.reshape(width), z)
+                else:
+                    gemm(False, False, 1.0, x, W, 0.0, z)
                 if plan[s, HAS_BIAS]:
                     _add_bias(z, parameters[plan[s, PARAM] + 1])
                 x = z
@@ -297,7 +320,10 @@ def sgd_epoch(plan, parameters, X, y, batch_size, lr, loss, eps, work):
             below = delta
             if s > first:
                 below = work[spare_at : spare_at + n * W.shape[0]].reshape((n, W.shape[0]))
-                gemm(False, True, 1.0, delta, W, 0.0, below)
+                if width == 1:
+                    _outer(delta.reshape(n), W.reshape(W.shape[0]), below)
+                else:
+                    gemm(False, True, 1.0, delta, W, 0.0, below)
             x = X[start : start + n]
             if s > 1:
                 at = rows * plan[s - 1, COLUMN]

@@ -5,14 +5,57 @@
 - ``cache=True`` writes compiled code next to the sources (or in ``NUMBA_CACHE_DIR``);
   where no folder is writable Numba refuses to cache, and the kernel quietly compiles
   in memory instead. ``PYLDL_NO_CACHE=1`` turns the cache off.
+- A cached kernel is stamped with the contents of every file in this folder, not only its
+  own: Numba inlines ``_math`` and ``_blas`` into the kernels that call them, and would
+  otherwise keep serving stale code after either changed.
 """
 
+import hashlib
 import os
+from functools import cache
+from pathlib import Path
 
 import numba
+from numba.core import caching
 
 OPTIONS = {"error_model": "numpy", "nogil": True}
 CACHE = os.environ.get("PYLDL_NO_CACHE", "") in ("", "0")
+KERNELS = Path(__file__).resolve().parent
+
+
+@cache
+def _kernels_stamp():
+    digest = hashlib.sha256()
+    for path in sorted(KERNELS.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _stamped(locator):
+    """``locator`` restricted to pyldl's kernels, with the whole folder's stamp."""
+
+    class Stamped(locator):
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            if Path(py_file).resolve().parent != KERNELS:
+                return None
+            return super().from_function(py_func, py_file)
+
+        def get_source_stamp(self):
+            return _kernels_stamp()
+
+    Stamped.__name__ = Stamped.__qualname__ = f"PyldlKernels{locator.__name__}"
+    return Stamped
+
+
+caching.CacheImpl._locator_classes[:0] = [
+    _stamped(locator)
+    for locator in (
+        caching.UserProvidedCacheLocator,
+        caching.InTreeCacheLocator,
+        caching.UserWideCacheLocator,
+    )
+]
 
 
 def jit(func):

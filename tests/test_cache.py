@@ -303,3 +303,21 @@ def test_jit_falls_back_to_memory_when_numba_cannot_cache(cache_on, monkeypatch)
     assert [options.get("cache", False) for options in calls] == ([True, False] if cache_on else [False])
     assert all(options["nogil"] and options["error_model"] == "numpy" for options in calls)
     assert not any(options.get("fastmath") for options in calls)
+
+
+@needs_jit
+def test_editing_a_helper_kernel_file_invalidates_the_kernels_that_inline_it(tmp_path):
+    """Numba stamps a cache with the kernel's own file only; pyldl stamps it with the whole
+    kernels folder, so a change in ``_math.py`` is never served from a stale cache."""
+    site = install_copy(tmp_path)
+    common = {"NUMBA_CACHE_DIR": str(tmp_path / "cache"), "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+
+    def sigmoid_forward(result):
+        return next(k for k in result["kernels"] if k["name"].endswith("activations.sigmoid_forward"))
+
+    run(site, tmp_path, **common)
+    assert sigmoid_forward(run(site, tmp_path, **common))["hits"] == 1
+    with open(site / "pyldl" / "kernels" / "_math.py", "a") as f:
+        f.write("\n# edited\n")
+    edited = sigmoid_forward(run(site, tmp_path, **common))
+    assert edited["hits"] == 0 and edited["misses"] == 1

@@ -83,11 +83,15 @@ def _check_training_args(network, X, y, batch_size, gradient_step, n_iter, dtype
         raise ValueError("X is empty: SGD needs at least one sample")
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if isinstance(n_iter, bool) or not isinstance(n_iter, numbers.Integral) or n_iter < 0:
-        raise ValueError(f"n_iter must be a non-negative integer, got {n_iter!r}")
+    _check_n_iter(n_iter)
     if not isinstance(gradient_step, numbers.Real) or not math.isfinite(gradient_step):
         raise ValueError(f"gradient_step must be a finite number, got {gradient_step!r}")
     return X, y, int(batch_size), float(gradient_step), int(n_iter)
+
+
+def _check_n_iter(n_iter):
+    if isinstance(n_iter, bool) or not isinstance(n_iter, numbers.Integral) or n_iter < 0:
+        raise ValueError(f"n_iter must be a non-negative integer, got {n_iter!r}")
 
 
 def _layers(module, path=()):
@@ -131,7 +135,8 @@ class _Plan:
             raise TypeError(f"the Linear layers mix dtypes {names}: they cannot be fused")
         self.dtype = dtypes.pop()
         self.eps = self.dtype.type(bce_epsilon(self.dtype))
-        self._work = np.empty(0, self.dtype)
+        self._work, self._no_snapshot = np.empty(0, self.dtype), np.empty(0, self.dtype)
+        self._saved = None
         self._bind()
 
     def _bind(self):
@@ -164,6 +169,7 @@ class _Plan:
         header[kernels.WIDTH], header[kernels.COLUMN] = widest, column
         self.out_width = width
         self._table = np.array(table, dtype=np.int64)
+        self._arrays, self._size = parameters, sum(a.size for a in parameters)
         self._parameters = kernels.parameter_list(parameters[0])
         for array in parameters[1:]:
             kernels.parameter_list_append(self._parameters, array)
@@ -179,12 +185,18 @@ class _Plan:
                 (y.shape[0], self.out_width), y.shape, "y and the network's output must have the same shape"
             )
 
-    def run(self, X, y, batch_size, lr):
-        """One epoch over consecutive batches of X, y (checked by ``check_data``); the mean batch loss."""
+    def run(self, X, y, batch_size, lr, snapshot=False):
+        """One epoch over consecutive batches of X, y (checked by ``check_data``); the mean batch
+        loss. ``snapshot``: first copy the parameters, for ``restore``."""
         for module, W, b in self._bound:
             if module._parameters is not W or module._bias is not b:
                 self._bind()
                 break
+        saved = self._no_snapshot
+        if snapshot:
+            if self._saved is None or self._saved.size != self._size:
+                self._saved = np.empty(self._size, self.dtype)
+            saved = self._saved
         rows = min(batch_size, len(X))
         if rows > self._rows:
             size = kernels.work_size(self._table, rows)
@@ -192,9 +204,16 @@ class _Plan:
                 self._work = np.empty(size, self.dtype)
             self._rows = rows
         value = kernels.sgd_epoch(
-            self._table, self._parameters, X, y, batch_size, lr, self.loss, self.eps, self._work
+            self._table, self._parameters, X, y, batch_size, lr, self.loss, self.eps, self._work, saved
         )
         return float(value)
+
+    def restore(self):
+        """Put back the parameters copied by the last ``run(..., snapshot=True)``."""
+        at = 0
+        for array in self._arrays:
+            array.reshape(-1)[:] = self._saved[at : at + array.size]
+            at += array.size
 
 
 def _plan(network, loss, fused):
@@ -269,9 +288,24 @@ class Trainer:
         fused: None picks the compiled whole-epoch path when the network and loss are all
             built-in, True insists on it (TypeError naming the module otherwise), False
             trains module by module.
+        snapshot: copy the parameters at the start of every epoch, so that :meth:`restore`
+            can put them back (SGD's divergence guard; the fused path copies them inside the
+            compiled call).
     """
 
-    def __init__(self, network, loss, X, y, batch_size=64, gradient_step=1e-3, *, order=None, fused=None):
+    def __init__(
+        self,
+        network,
+        loss,
+        X,
+        y,
+        batch_size=64,
+        gradient_step=1e-3,
+        *,
+        order=None,
+        fused=None,
+        snapshot=False,
+    ):
         if not isinstance(network, Module):
             raise TypeError(f"network must be a pyldl Module, got {type(network).__name__}")
         self._plan = _plan(network, loss, fused)
@@ -286,6 +320,7 @@ class Trainer:
         if order is None:
             order = np.random.permutation(len(X))
         self.network, self.loss = network, loss
+        self._snapshot, self._saved = bool(snapshot), None
         X, y = X[order], y[order]
         if self._plan is not None:
             self._X, self._y = np.ascontiguousarray(X), np.ascontiguousarray(y)
@@ -307,8 +342,20 @@ class Trainer:
     def epoch(self):
         """Train on every minibatch once; return the mean of the batch losses."""
         if self._plan is not None:
-            return self._plan.run(self._X, self._y, self._batch_size, self._lr)
+            return self._plan.run(self._X, self._y, self._batch_size, self._lr, self._snapshot)
+        if self._snapshot:  # module by module is slow anyway: fresh copies are fine
+            self._saved = [(array, array.copy()) for array in self.parameters()]
         return float(np.mean([self._optimizer.step(bx, by) for bx, by in self._batches]))
+
+    def restore(self):
+        """Put back the parameters as they were at the start of the last epoch (``snapshot=True``)."""
+        if not self._snapshot:
+            raise RuntimeError("restore() needs a Trainer made with snapshot=True")
+        if self._plan is not None:
+            self._plan.restore()
+            return
+        for array, saved in self._saved or ():
+            np.copyto(array, saved)
 
 
 def SGD(network, loss, X, y, batch_size=64, gradient_step=1e-3, n_iter=1000, *, progress=True, fused=None):
@@ -321,34 +368,25 @@ def SGD(network, loss, X, y, batch_size=64, gradient_step=1e-3, n_iter=1000, *, 
 
     If an epoch's loss is NaN or inf, :class:`~pyldl.exceptions.DivergenceError` is raised
     (with the losses so far) and the network keeps the parameters of the last finite epoch.
-    Ctrl-C also restores the parameters of the last finished epoch, then re-raises
-    KeyboardInterrupt; a compiled epoch cannot be interrupted midway, so the interrupt
-    surfaces when it returns.
+    Ctrl-C also puts back the parameters of the last epoch whose loss was recorded, then
+    re-raises KeyboardInterrupt; a compiled epoch cannot be interrupted midway, so the
+    interrupt surfaces when it returns.
 
     Args:
         progress: show a progress bar over epochs.
         fused: see :class:`Trainer` (None: automatic).
     """
-    n_iter = _check_training_args(network, X, y, batch_size, gradient_step, n_iter)[4]
-    trainer = Trainer(network, loss, X, y, batch_size, gradient_step, fused=fused)
-    parameters = trainer.parameters()
-    saved = [p.copy() for p in parameters]
+    _check_n_iter(n_iter)
+    trainer = Trainer(network, loss, X, y, batch_size, gradient_step, fused=fused, snapshot=True)
     losses = []
     for _ in tqdm(range(n_iter), disable=not progress, desc="SGD", unit="epoch"):
-        for p, s in zip(parameters, saved, strict=True):
-            np.copyto(s, p)
         try:
             value = trainer.epoch()
         except KeyboardInterrupt:
-            _restore(parameters, saved)
+            trainer.restore()
             raise
         losses.append(value)
         if not math.isfinite(value):
-            _restore(parameters, saved)
+            trainer.restore()
             raise DivergenceError(len(losses) - 1, losses)
     return losses
-
-
-def _restore(parameters, saved):
-    for p, s in zip(parameters, saved, strict=True):
-        np.copyto(p, s)

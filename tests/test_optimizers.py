@@ -454,6 +454,23 @@ def test_keyboard_interrupt_restores_the_last_finished_epoch(path, monkeypatch):
     assert all(np.array_equal(p, q) for p, q in zip(parameters(network), params, strict=True))
 
 
+@pytest.mark.parametrize("path", PATHS)
+def test_trainer_snapshot_and_restore(path):
+    X, y = data(30)
+    network = build(mlp, pyldl, np.float64)
+    with seeded(5):
+        trainer = Trainer(network, pyldl.MSELoss(), X, y, 8, 0.1, snapshot=True, **PATHS[path])
+    assert trainer.fused == (path == "fused")
+    trainer.epoch()
+    after_one = [p.copy() for p in parameters(network)]
+    trainer.epoch()
+    assert not all(np.array_equal(p, q) for p, q in zip(parameters(network), after_one, strict=True))
+    trainer.restore()
+    assert all(np.array_equal(p, q) for p, q in zip(parameters(network), after_one, strict=True))
+    with seeded(5), pytest.raises(RuntimeError, match="snapshot"):
+        Trainer(network, pyldl.MSELoss(), X, y, 8, 0.1, **PATHS[path]).restore()
+
+
 def test_progress_bar_can_be_turned_off(capsys):
     X, y = data(10)
     pyldl.SGD(build(mlp, pyldl, np.float64), pyldl.MSELoss(), X, y, n_iter=3, progress=False)

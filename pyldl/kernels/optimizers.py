@@ -257,7 +257,7 @@ def _sum(x):
 
 
 @jit
-def sgd_epoch(plan, parameters, X, y, batch_size, lr, loss, eps, work):
+def sgd_epoch(plan, parameters, X, y, batch_size, lr, loss, eps, work, snapshot):
     """One epoch of minibatch SGD over consecutive row slices of X, y (the last may be partial).
 
     Per batch: forward, loss, loss backward, then from the last step down to the first
@@ -266,7 +266,16 @@ def sgd_epoch(plan, parameters, X, y, batch_size, lr, loss, eps, work):
     buffer) and ``b -= lr * ones^T delta`` (gemm too). X (N, I), y (N, O) and work
     (``work_size``) of the parameters' dtype, lr and eps scalars of it (MSE or BCE in
     ``loss``). Returns the mean of the batch losses, each as the Loss module computes it.
+    A non-empty ``snapshot`` first receives every parameter array, flattened one after the
+    other (SGD's copy for its divergence guard, without a NumPy call per array).
     """
+    if snapshot.size:
+        at = 0
+        for p in range(len(parameters)):
+            flat = parameters[p].reshape(parameters[p].size)
+            for i in range(flat.size):
+                snapshot[at + i] = flat[i]
+            at += flat.size
     total_rows = X.shape[0]
     rows = min(batch_size, total_rows)
     last = plan.shape[0] - 1

@@ -2,8 +2,10 @@
 
 The plan is an int64 table, one row per step (row 0 is a header), plus one typed list of the
 network's parameter arrays (the Module's own arrays, updated in place): a Linear's weights at
-``PARAM`` and its bias (or a placeholder) at ``PARAM + 1``. A step is a Linear, optionally
-followed by an activation (``ACT``), or an activation alone.
+``PARAM`` and its bias (or a placeholder) at ``PARAM + 1`` (one list, not two: unboxing a
+typed list costs about 1.3 us per call). A step is a Linear, optionally followed by an
+activation (``ACT``), or an activation alone.
+
 Step ``s`` writes its output to ``work`` at ``rows * COLUMN`` as a (batch, ``WIDTH``) block,
 ``rows`` being the largest batch; two more blocks of the widest step hold the deltas (and
 the loss terms, and a Linear's product before its activation), and a column of ones sums

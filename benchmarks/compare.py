@@ -2,7 +2,7 @@
 eager and JAX (jit + lax.scan), in float64 and float32, in one run.
 
     python -m benchmarks.compare            # full run, a few minutes on 2 cores
-    python -m benchmarks.compare --quick    # about a minute: 3 rounds, W6 on 1024 rows
+    python -m benchmarks.compare --quick    # about a minute: 3 rounds, W5 and W6 on fewer rows
     python -m benchmarks.compare --workloads W3,W4 --dtypes float32
 
 Method: each implementation runs in its own worker process (so no two libraries' thread
@@ -42,6 +42,11 @@ MARKERS = ("<!-- speed-table:start -->", "<!-- speed-table:end -->")
 PYLDL = ("fused", "modules", "reference")  # the implementations that run pyldl's code
 PEERS = ("modules", "reference", "torch", "jax")  # what pyldl fused is compared with
 GEMM_N = 2048
+# --quick trains these on fewer rows, besides W6 (Workload.quick_samples): W5's PyTorch
+# epoch (1437 one-sample steps in eager mode) alone takes 3 s.
+QUICK_SAMPLES = {"W5": 256}
+# Cells where some implementation needs this long per epoch (W6) get at most 3 rounds.
+SLOW_EPOCH_S = 1.0
 # The first epochs' losses of all implementations must agree this closely (relative).
 LOSS_RTOL = {"float64": 1e-6, "float32": 2e-3}
 
@@ -51,16 +56,22 @@ def parse_args(argv=None):
         prog="python -m benchmarks.compare", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument(
-        "--quick", action="store_true", help="3 rounds, short calls, W6 on 1024 rows (about a minute)"
+        "--quick",
+        action="store_true",
+        help="3 rounds, short calls, W5 on 256 rows and W6 on 1024 (about a minute)",
     )
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated, e.g. W3,W4")
     parser.add_argument("--dtypes", default="float64,float32", help="comma-separated")
     parser.add_argument(
         "--impls", default=",".join(IMPLEMENTATIONS), help="comma-separated, of: " + " ".join(IMPLEMENTATIONS)
     )
-    parser.add_argument("--rounds", type=int, help="timed rounds per cell (default 5, quick 3)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="timed rounds per cell (default 5, quick 3; at most 3 where an epoch takes over 1 s)",
+    )
     parser.add_argument("--min-time", type=float, help="seconds per timed call (default 0.25, quick 0.05)")
-    parser.add_argument("--pause", type=float, default=0.2, help="seconds of rest before each timed call")
+    parser.add_argument("--pause", type=float, help="seconds of rest before each timed call (0.2, quick 0.1)")
     parser.add_argument(
         "--empty-cache",
         action="store_true",
@@ -74,6 +85,7 @@ def parse_args(argv=None):
     parser.add_argument("--output-dir", type=Path, default=RESULTS)
     parser.add_argument("--no-readme", action="store_true", help="do not touch README.md")
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     args.workloads = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
     args.dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     args.impls = [i.strip() for i in args.impls.split(",") if i.strip()]
@@ -86,6 +98,7 @@ def parse_args(argv=None):
         if unknown:
             parser.error(f"unknown {name}: {', '.join(unknown)} (choose from {', '.join(allowed)})")
     args.rounds = args.rounds or (3 if args.quick else 5)
+    args.pause = args.pause if args.pause is not None else (0.1 if args.quick else 0.2)
     args.min_time = args.min_time if args.min_time is not None else (0.05 if args.quick else 0.25)
     return args
 
@@ -195,8 +208,10 @@ def run(args):
         "machine": machine_info(),
         "load_average": {"before": load_before, "after": load_average()},
         "settings": {
+            "command": " ".join(["python -m benchmarks.compare", *args.argv]),
             "quick": args.quick,
             "rounds": args.rounds,
+            "rounds_slow_cells": min(args.rounds, 3),
             "min_time_s": args.min_time,
             "pause_s": args.pause,
             "empty_cache": args.empty_cache,
@@ -225,8 +240,10 @@ def measure_gemm(handle, dtypes, gemm):
 
 
 def cell_samples(args, key):
-    workload = WORKLOADS[key]
-    return workload.quick_samples if args.quick and workload.quick_samples else None
+    """Rows to train on: None (all) except in --quick mode, for the slow workloads."""
+    if not args.quick:
+        return None
+    return WORKLOADS[key].quick_samples or QUICK_SAMPLES.get(key)
 
 
 def run_cell(args, workers, key, dtype, gemm, notes):
@@ -258,11 +275,14 @@ def run_cell(args, workers, key, dtype, gemm, notes):
             continue
         row.update(available=True, first_call_s=value["first_call"], first_losses=value["losses"])
         row["samples"] = value["samples"]
-        row["reps"] = max(1, int(round(args.min_time / max(min(value["epoch_times"]), 1e-7))))
+        row["epoch_s"] = min(value["epoch_times"])
+        row["reps"] = max(1, int(round(args.min_time / max(row["epoch_s"], 1e-7))))
         row["round_s"] = []
     check_losses(rows, dtype, notes)
     ready = [impl for impl in workers if rows[impl]["available"]]
-    for r in range(args.rounds):
+    slowest = max((rows[impl]["epoch_s"] for impl in ready), default=0)
+    rounds = args.rounds if slowest < SLOW_EPOCH_S else min(args.rounds, 3)
+    for r in range(rounds):
         shift = r % max(len(ready), 1)
         for impl in ready[shift:] + ready[:shift]:
             status, value = workers[impl].ask("time", rows[impl]["reps"], args.pause)
@@ -360,12 +380,13 @@ def markdown_table(report):
     gemm = ", ".join(f"{d} {g['gflops']:.0f} GFLOP/s" for d, g in report["gemm"].items())
     spreads = [r["spread"] for r in report["results"] if r.get("spread") is not None]
     lines = [
-        f"Measured {report['date'][:10]} by `python -m benchmarks.compare"
-        f"{' --quick' if settings['quick'] else ''}` on {machine['cpu']} ({machine['cores']} cores), "
+        f"Measured {report['date'][:10]} by `{settings['command']}` on {machine['cpu']} "
+        f"({machine['cores']} cores), "
         f"{' '.join(f'{k} {v}' for k, v in machine['versions'].items() if v)}.",
         f"GEMM rate ({GEMM_N}^3 through NumPy, same run): {gemm or 'not measured'}. "
-        f"Median of {settings['rounds']} rounds; each implementation in its own process, timed in "
-        f"turn; median spread between rounds {100 * np.median(spreads) if spreads else 0:.0f}%. "
+        f"Median of {settings['rounds']} rounds ({settings['rounds_slow_cells']} where an epoch "
+        "takes over 1 s); each implementation in its own process, timed in turn; median spread "
+        f"between rounds {100 * np.median(spreads) if spreads else 0:.0f}%. "
         f"Load average before/after: {fmt_load(report['load_average'])}.",
         "",
         "Seconds per epoch (GFLOP/s, nominal FLOPs of WORKLOADS.md); n/a: not installed or not built.",
@@ -441,7 +462,14 @@ def draw_chart(report, path):
                 if value:
                     y = value * (1.05 if value >= 1 else 0.95)
                     va = "bottom" if value >= 1 else "top"
-                    ax.text(bar.get_x() + width / 2, y, f"{value:.2g}", ha="center", va=va, fontsize=6)
+                    ax.text(
+                        bar.get_x() + width / 2,
+                        y,
+                        f"{value:.2g}" if value < 100 else f"{value:.0f}",
+                        ha="center",
+                        va=va,
+                        fontsize=6,
+                    )
         ax.axhline(1, color="black", linewidth=0.8)
         ax.set_xticks(range(len(keys)), keys)
         ax.set_yscale("log")

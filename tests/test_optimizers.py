@@ -395,6 +395,14 @@ def test_trainer_and_optim_pick_up_arrays_assigned_between_calls(dtype):
         assert_close(p, q, "run", dtype)
 
 
+def test_read_only_parameters_are_refused():
+    network = build(mlp, pyldl, np.float64)
+    network._modules[0]._parameters.flags.writeable = False
+    X, y = data(10)
+    with pytest.raises(ValueError, match="read-only"):
+        pyldl.SGD(network, pyldl.MSELoss(), X, y, n_iter=1, progress=False)
+
+
 def test_float32_stays_float32():
     network = build(mlp, pyldl, np.float32)
     X, y = data(20)

@@ -178,15 +178,9 @@ def _add_bias(out, b):
 def _outer(a, b, out):
     """out = a b^T, the product of a one-column matrix and a one-row one.  a (N,), b (M,).
 
-    OpenBLAS is 2-8x slower on these (4000 x 1 x 8: 29 against 15 us; 256 x 1 x 2048: 1.8
-    against 0.2 ms), so Linear layers of one input or one output use this loop.
+    The delta below a Linear of one output (a binary classifier's last layer): OpenBLAS is
+    2-8x slower on it (4000 x 1 x 8: 29 against 15 us; 256 x 1 x 2048: 1.8 against 0.2 ms).
     """
-    if b.size < 4:  # short rows: column by column (800 x 1: 2.2 -> 0.1 us)
-        for j in range(b.size):
-            value = b[j]
-            for i in range(a.size):
-                out[i, j] = a[i] * value
-        return
     for i in range(a.size):
         value = a[i]
         for j in range(b.size):
@@ -300,11 +294,7 @@ def sgd_epoch(plan, parameters, X, y, batch_size, lr, loss, eps, work, snapshot)
                 # the product goes to the (still unused) delta block when an activation follows:
                 # in place, the activation loops would fail their overlap check and not vectorise
                 z = work[deltas_at : deltas_at + n * width].reshape((n, width)) if act != NONE else out
-                W = parameters[plan[s, PARAM]]
-                if W.shape[0] == 1:
-                    _outer(x.reshape(n), W.reshape(width), z)
-                else:
-                    gemm(False, False, 1.0, x, W, 0.0, z)
+                gemm(False, False, 1.0, x, parameters[plan[s, PARAM]], 0.0, z)
                 if plan[s, HAS_BIAS]:
                     _add_bias(z, parameters[plan[s, PARAM] + 1])
                 x = z

@@ -7,7 +7,7 @@ step runs in a Numba kernel. ``pyldl.reference`` is the plain-NumPy yardstick.
 from .activations import ReLU, Sigmoid, Softmax, Tanh
 from .base import Activation, Loss, Module
 from .checkpoints import load, save
-from .exceptions import CheckpointError, DimensionMismatchError, DivergenceError
+from .exceptions import CheckpointError, DimensionMismatchError, DivergenceError, DTypeError
 from .layers import AutoEncoder, Sequential
 from .losses import BCELoss, MSELoss
 from .modules import Linear
@@ -23,6 +23,7 @@ __all__ = [
     "CheckpointError",
     "DimensionMismatchError",
     "DivergenceError",
+    "DTypeError",
     "Linear",
     "Loss",
     "MSELoss",

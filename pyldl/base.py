@@ -4,7 +4,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from .exceptions import DimensionMismatchError
+from .exceptions import DimensionMismatchError, DTypeError
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -17,7 +17,7 @@ def as_float_array(x, name, dtype=None):
     """
     x = np.asarray(x)
     if x.dtype.kind not in "fiub":
-        raise TypeError(f"{name} must be a real numeric array, got dtype {x.dtype}")
+        raise DTypeError(f"{name} must be a real numeric array, got dtype {x.dtype}")
     if dtype is None:
         dtype = x.dtype if x.dtype in FLOAT_DTYPES else np.float64
     return np.asarray(x, dtype=dtype, order="C")  # unlike ascontiguousarray, keeps 0-d arrays 0-d
@@ -27,7 +27,7 @@ def check_dtype(dtype):
     """The float dtype a network may have: float32 or float64."""
     dtype = np.dtype(dtype)
     if dtype not in FLOAT_DTYPES:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        raise DTypeError(f"dtype must be float32 or float64, got {dtype}")
     return dtype
 
 

@@ -18,6 +18,13 @@ class DimensionMismatchError(ValueError):
         return f"{self.message}: {text}" if self.message else text
 
 
+class DTypeError(TypeError, ValueError):
+    """An array of a dtype pyldl cannot compute with (complex, object, text...).
+
+    A ``TypeError``, as NumPy would raise, and a ``ValueError`` like every pyldl input error.
+    """
+
+
 class DivergenceError(ValueError):
     """Training produced a NaN or inf epoch loss.
 

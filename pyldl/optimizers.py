@@ -15,11 +15,13 @@ from tqdm.auto import tqdm
 
 from .activations import ReLU, Sigmoid, Softmax, Tanh
 from .base import Module, as_float_array, check_2d, check_same_rows
+from .checkpoints import save
 from .exceptions import DimensionMismatchError, DivergenceError
 from .kernels import optimizers as kernels
 from .layers import AutoEncoder, Sequential
 from .losses import BCELoss, MSELoss
 from .modules import Linear
+from .reference import losses as reference_losses
 from .reference import modules as reference_modules
 from .reference import optimizers as reference
 from .reference.losses import bce_epsilon
@@ -92,6 +94,28 @@ def _check_training_args(network, X, y, batch_size, gradient_step, n_iter, dtype
 def _check_n_iter(n_iter):
     if isinstance(n_iter, bool) or not isinstance(n_iter, numbers.Integral) or n_iter < 0:
         raise ValueError(f"n_iter must be a non-negative integer, got {n_iter!r}")
+
+
+def _first_index(mask):
+    return tuple(int(i) for i in np.unravel_index(np.argmax(mask), mask.shape))
+
+
+def _check_values(X, y, loss, check_finite=True, names=("X", "y")):
+    """ValueError naming the argument and the first bad index: NaN or inf in X or y (unless
+    ``check_finite`` is False), or BCELoss targets outside [0, 1]. Once per call, on the data."""
+    if check_finite:
+        for array, name in zip((X, y), names, strict=True):
+            bad = ~np.isfinite(array)
+            if bad.any():
+                raise ValueError(
+                    f"{name} contains NaN or inf (first at index {_first_index(bad)}); "
+                    "pass check_finite=False to skip this check"
+                )
+    if isinstance(loss, reference_losses.BCELoss):
+        outside = (y < 0) | (y > 1)
+        if outside.any():
+            index = _first_index(outside)
+            raise ValueError(f"BCELoss targets must lie in [0, 1]: {names[1]}{list(index)} is {y[index]}")
 
 
 def _layers(module, path=()):
@@ -246,11 +270,13 @@ class Optim(reference.Optim):
         fused: None picks the compiled step when the network and loss are all built-in,
             True insists on it (TypeError naming the module otherwise), False always runs
             module by module.
+        check_finite: scan each batch for NaN and inf first (a ValueError naming the index).
     """
 
-    def __init__(self, net, loss, gradient_step=1e-3, *, fused=None):
+    def __init__(self, net, loss, gradient_step=1e-3, *, fused=None, check_finite=True):
         super().__init__(net, loss, gradient_step)
         self._plan = _plan(net, loss, fused)
+        self._check_finite = check_finite
 
     @property
     def fused(self):
@@ -260,10 +286,12 @@ class Optim(reference.Optim):
     def step(self, batch_x, batch_y):
         """Train on one batch; return the loss before the update."""
         plan = self._plan
+        dtype = _dtype(self._network) if plan is None else plan.dtype
+        X = as_float_array(batch_x, "batch_x", dtype)
+        y = as_float_array(batch_y, "batch_y", dtype)
+        _check_values(X, y, self._loss, self._check_finite, ("batch_x", "batch_y"))
         if plan is None:
-            return super().step(batch_x, batch_y)
-        X = as_float_array(batch_x, "batch_x", plan.dtype)
-        y = as_float_array(batch_y, "batch_y", plan.dtype)
+            return super().step(X, y)
         check_2d(X, "batch_x")
         if y.shape != (len(X), plan.out_width):
             raise DimensionMismatchError(
@@ -294,6 +322,7 @@ class Trainer:
         snapshot: copy the parameters at the start of every epoch, so that :meth:`restore`
             can put them back (SGD's divergence guard; the fused path copies them inside the
             compiled call).
+        check_finite: scan X and y for NaN and inf first (a ValueError naming the index).
     """
 
     def __init__(
@@ -308,6 +337,7 @@ class Trainer:
         order=None,
         fused=None,
         snapshot=False,
+        check_finite=True,
     ):
         if not isinstance(network, Module):
             raise TypeError(f"network must be a pyldl Module, got {type(network).__name__}")
@@ -320,6 +350,7 @@ class Trainer:
         )
         if self._plan is not None:
             self._plan.check_data(X, y)
+        _check_values(X, y, loss, check_finite)
         if order is None:
             order = np.random.permutation(len(X))
         self.network, self.loss = network, loss
@@ -331,7 +362,7 @@ class Trainer:
         else:
             starts = range(0, len(X), batch_size)
             self._batches = [(X[i : i + batch_size], y[i : i + batch_size]) for i in starts]
-            self._optimizer = Optim(network, loss, gradient_step, fused=False)
+            self._optimizer = reference.Optim(network, loss, gradient_step)
 
     @property
     def fused(self):
@@ -361,7 +392,21 @@ class Trainer:
             np.copyto(array, saved)
 
 
-def SGD(network, loss, X, y, batch_size=64, gradient_step=1e-3, n_iter=1000, *, progress=True, fused=None):
+def SGD(
+    network,
+    loss,
+    X,
+    y,
+    batch_size=64,
+    gradient_step=1e-3,
+    n_iter=1000,
+    *,
+    progress=True,
+    fused=None,
+    check_finite=True,
+    checkpoint=None,
+    checkpoint_every=1,
+):
     """Minibatch gradient descent; returns each epoch's mean batch loss (a list of floats).
 
     One ``np.random.permutation(len(X))`` is drawn at the start; every epoch trains on the
@@ -378,11 +423,23 @@ def SGD(network, loss, X, y, batch_size=64, gradient_step=1e-3, n_iter=1000, *, 
     Args:
         progress: show a progress bar over epochs.
         fused: see :class:`Trainer` (None: automatic).
+        check_finite: scan X and y for NaN and inf first (a ValueError naming the index);
+            False saves that pass over the data.
+        checkpoint: a path; the network is saved there (:func:`pyldl.save`, atomic) after
+            every ``checkpoint_every`` finite epochs and after the last one.
     """
     _check_n_iter(n_iter)
-    trainer = Trainer(network, loss, X, y, batch_size, gradient_step, fused=fused, snapshot=True)
+    if (
+        isinstance(checkpoint_every, bool)
+        or not isinstance(checkpoint_every, numbers.Integral)
+        or (checkpoint_every < 1)
+    ):
+        raise ValueError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
+    trainer = Trainer(
+        network, loss, X, y, batch_size, gradient_step, fused=fused, snapshot=True, check_finite=check_finite
+    )
     losses = []
-    for _ in tqdm(range(n_iter), disable=not progress, desc="SGD", unit="epoch"):
+    for epoch in tqdm(range(n_iter), disable=not progress, desc="SGD", unit="epoch"):
         try:
             value = trainer.epoch()
         except KeyboardInterrupt:
@@ -392,4 +449,6 @@ def SGD(network, loss, X, y, batch_size=64, gradient_step=1e-3, n_iter=1000, *, 
         if not math.isfinite(value):
             trainer.restore()
             raise DivergenceError(len(losses) - 1, losses)
+        if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == n_iter):
+            save(network, checkpoint)
     return losses

@@ -595,3 +595,39 @@ def test_npy_version_2_loads(path):
 def test_missing_file_is_an_os_error(tmp_path):
     with pytest.raises(FileNotFoundError):
         pyldl.load(tmp_path / "none.npz")
+
+
+def test_sgd_saves_a_checkpoint_every_k_epochs_and_after_the_last(tmp_path, monkeypatch):
+    import pyldl.optimizers
+
+    saved_after = []
+    real_save = pyldl.optimizers.save
+
+    def counting_save(network, path):
+        saved_after.append(len(losses_so_far))
+        real_save(network, path)
+
+    losses_so_far = []
+    monkeypatch.setattr(pyldl.optimizers, "save", counting_save)
+    monkeypatch.setattr(
+        pyldl.optimizers.Trainer, "epoch", _recording(pyldl.optimizers.Trainer.epoch, losses_so_far)
+    )
+    np.random.seed(0)
+    net = pyldl.Sequential(pyldl.Linear(3, 2), pyldl.Sigmoid())
+    X, y = np.random.rand(10, 3), np.random.rand(10, 2)
+    path = tmp_path / "run.npz"
+    pyldl.SGD(net, pyldl.MSELoss(), X, y, 4, 0.1, 5, progress=False, checkpoint=path, checkpoint_every=2)
+    assert saved_after == [2, 4, 5]
+    loaded = pyldl.load(path)
+    np.testing.assert_array_equal(loaded._modules[0]._parameters, net._modules[0]._parameters)
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        pyldl.SGD(net, pyldl.MSELoss(), X, y, checkpoint=path, checkpoint_every=0)
+
+
+def _recording(epoch, record):
+    def wrapped(self):
+        value = epoch(self)
+        record.append(value)
+        return value
+
+    return wrapped

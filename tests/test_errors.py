@@ -1,0 +1,140 @@
+"""Every bad input gets a clear error naming the problem, raised before any state changes.
+
+One table: what is called, the exception type, a fragment of its message. After each call
+the network's parameters are exactly what they were.
+"""
+
+import numpy as np
+import pytest
+from conftest import seeded
+
+import pyldl
+from pyldl.exceptions import DimensionMismatchError
+
+X = np.linspace(-1, 1, 30).reshape(10, 3)
+Y = np.linspace(0, 1, 20).reshape(10, 2)
+
+
+def with_value(array, index, value):
+    array = array.copy()
+    array[index] = value
+    return array
+
+
+def sgd(net, loss=None, X=X, y=Y, **kwargs):
+    kwargs = {"batch_size": 4, "gradient_step": 0.1, "n_iter": 2, "progress": False, **kwargs}
+    return pyldl.SGD(net, loss or pyldl.MSELoss(), X, y, **kwargs)
+
+
+def step(net, X=X, y=Y, loss=None):
+    return pyldl.Optim(net, loss or pyldl.MSELoss(), 0.1).step(X, y)
+
+
+def first(net):
+    return net._modules[0]
+
+
+# id -> (call on a fresh network Sequential(Linear(3, 2), Sigmoid()), exception, message fragment)
+CASES = {
+    "forward 1-D X": (lambda n: n(X[0]), DimensionMismatchError, "X must be 2-D"),
+    "forward 3-D X": (lambda n: n(X[None]), DimensionMismatchError, "X must be 2-D"),
+    "forward feature count": (lambda n: n(X[:, :2]), DimensionMismatchError, "X has 2 features"),
+    "forward complex X": (lambda n: n(X + 1j), TypeError, "real numeric"),
+    "forward object X": (lambda n: n(X.astype(object)), TypeError, "dtype object"),
+    "forward strings": (lambda n: n(np.full((2, 3), "a")), TypeError, "real numeric"),
+    "gradient rows": (
+        lambda n: first(n).backward_update_gradient(X, Y[:5]),
+        DimensionMismatchError,
+        "input has 10 rows but delta has 5",
+    ),
+    "gradient delta width": (
+        lambda n: first(n).backward_update_gradient(X, X),
+        DimensionMismatchError,
+        "delta has 3 columns",
+    ),
+    "delta width": (lambda n: first(n).backward_delta(X, X), DimensionMismatchError, "delta has 3 columns"),
+    "activation delta shape": (
+        lambda n: n._modules[1].backward_delta(Y, Y[:3]),
+        DimensionMismatchError,
+        "delta must have the shape of input",
+    ),
+    "loss shapes": (lambda n: pyldl.MSELoss()(Y, Y[:, :1]), DimensionMismatchError, "same shape"),
+    "loss empty": (lambda n: pyldl.BCELoss()(Y[:0], Y[:0]), ValueError, "empty"),
+    "SGD X and y rows": (lambda n: sgd(n, y=Y[:9]), DimensionMismatchError, "X has 10 rows but y has 9"),
+    "SGD y width": (lambda n: sgd(n, y=X), DimensionMismatchError, "network's output"),
+    "SGD X features": (lambda n: sgd(n, X=Y), DimensionMismatchError, "X has 2 features"),
+    "SGD 1-D X": (lambda n: sgd(n, X=X[:, 0]), DimensionMismatchError, "X must be 2-D"),
+    "SGD empty X": (lambda n: sgd(n, X=X[:0], y=Y[:0]), ValueError, "X is empty"),
+    "SGD complex y": (lambda n: sgd(n, y=Y + 0j), TypeError, "y must be a real numeric array"),
+    "SGD batch_size 0": (lambda n: sgd(n, batch_size=0), ValueError, "batch_size must be a positive integer"),
+    "SGD batch_size float": (lambda n: sgd(n, batch_size=2.5), ValueError, "batch_size"),
+    "SGD batch_size bool": (lambda n: sgd(n, batch_size=True), ValueError, "batch_size"),
+    "SGD n_iter negative": (lambda n: sgd(n, n_iter=-1), ValueError, "n_iter must be a non-negative"),
+    "SGD gradient_step NaN": (lambda n: sgd(n, gradient_step=np.nan), ValueError, "gradient_step"),
+    "SGD gradient_step text": (lambda n: sgd(n, gradient_step="0.1"), ValueError, "gradient_step"),
+    "SGD NaN in X": (
+        lambda n: sgd(n, X=with_value(X, (7, 1), np.nan)),
+        ValueError,
+        "X contains NaN or inf (first at index (7, 1))",
+    ),
+    "SGD inf in y": (lambda n: sgd(n, y=with_value(Y, (2, 0), np.inf)), ValueError, "y contains NaN or inf"),
+    "SGD BCE targets": (
+        lambda n: sgd(n, pyldl.BCELoss(), y=with_value(Y, (3, 1), 1.5)),
+        ValueError,
+        "BCELoss targets must lie in [0, 1]",
+    ),
+    "Optim.step NaN in X": (
+        lambda n: step(n, X=with_value(X, (0, 0), np.nan)),
+        ValueError,
+        "batch_x contains NaN or inf (first at index (0, 0))",
+    ),
+    "Optim.step BCE targets": (
+        lambda n: step(n, y=with_value(Y, (0, 0), -1), loss=pyldl.BCELoss()),
+        ValueError,
+        "BCELoss targets",
+    ),
+    "Optim.step y width": (lambda n: step(n, y=X), DimensionMismatchError, "network's output"),
+}
+
+
+@pytest.mark.parametrize(("call", "error", "fragment"), CASES.values(), ids=list(CASES))
+def test_bad_input_is_refused_before_any_change(call, error, fragment):
+    with seeded(0):
+        net = pyldl.Sequential(pyldl.Linear(3, 2), pyldl.Sigmoid())
+    before = [first(net)._parameters.copy(), first(net)._bias.copy()]
+    with pytest.raises(error, match=None) as raised:
+        call(net)
+    assert fragment in str(raised.value)
+    assert isinstance(raised.value, ValueError), "pyldl's errors are ValueError subclasses"
+    np.testing.assert_array_equal(first(net)._parameters, before[0])
+    np.testing.assert_array_equal(first(net)._bias, before[1])
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda x: np.asfortranarray(x),
+        lambda x: np.repeat(x, 2, axis=0)[::2],  # not contiguous
+        lambda x: x.astype(np.int64),
+        lambda x: x > 0,
+    ],
+    ids=["Fortran", "strided", "int", "bool"],
+)
+def test_other_layouts_and_dtypes_train_like_a_float_copy(make):
+    data = make(X)
+    readonly = data.copy()
+    readonly.flags.writeable = False
+    losses = []
+    for inputs in (np.ascontiguousarray(data, dtype=np.float64), readonly):
+        with seeded(0):
+            net = pyldl.Sequential(pyldl.Linear(3, 2), pyldl.Sigmoid())
+            losses.append(sgd(net, X=inputs))
+    assert losses[0] == losses[1]
+
+
+def test_check_finite_false_skips_the_scan():
+    with seeded(0):
+        net = pyldl.Sequential(pyldl.Linear(3, 2), pyldl.Sigmoid())
+    with pytest.raises(pyldl.DivergenceError) as raised:
+        sgd(net, X=with_value(X, (0, 0), np.nan), check_finite=False)
+    assert raised.value.epoch == 0

@@ -17,7 +17,8 @@ def test_readme_has_python_examples():
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)), ids=lambda i: f"block{i}")
-def test_readme_example_runs(index, capsys):
+def test_readme_example_runs(index, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # examples may write files
     namespace = {"__name__": "__readme__"}
     with seeded(0):  # examples may seed the global RNG: leave it as it was
         for block in BLOCKS[: index + 1]:  # later blocks may build on earlier ones

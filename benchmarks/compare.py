@@ -83,6 +83,11 @@ def parse_args(argv=None):
         help="cap threads per library (OpenMP, OpenBLAS, MKL; XLA only for 1); default: no cap",
     )
     parser.add_argument("--output-dir", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        help="measure nothing: redraw the table, chart and README from this compare.json",
+    )
     parser.add_argument("--no-readme", action="store_true", help="do not touch README.md")
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -387,6 +392,7 @@ def markdown_table(report):
         f"Median of {settings['rounds']} rounds ({settings['rounds_slow_cells']} where an epoch "
         "takes over 1 s); each implementation in its own process, timed in turn; median spread "
         f"between rounds {100 * np.median(spreads) if spreads else 0:.0f}%. "
+        f"Threads: {threads_text(settings.get('threads'))}. "
         f"Load average before/after: {fmt_load(report['load_average'])}.",
         "",
         "Seconds per epoch (GFLOP/s, nominal FLOPs of WORKLOADS.md); n/a: not installed or not built.",
@@ -423,6 +429,12 @@ def markdown_table(report):
     if report["notes"]:
         lines += ["", "Notes from this run:", ""] + [f"- {note}" for note in report["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def threads_text(threads):
+    if not threads:
+        return "each library's default (all cores)"
+    return f"{threads} per library, GEMM included (--threads {threads})"
 
 
 def short(impl):
@@ -477,7 +489,12 @@ def draw_chart(report, path):
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel("pyldl fused speed-up (peer s/epoch / fused s/epoch)")
     axes[0][-1].legend(fontsize=8)
-    fig.suptitle(f"pyldl fused vs peers, {report['date'][:10]}, {report['machine']['cpu']}", fontsize=9)
+    threads = report["settings"].get("threads")
+    fig.suptitle(
+        f"pyldl fused vs peers, {report['date'][:10]}, {report['machine']['cpu']}, "
+        f"{f'{threads} thread(s) per library' if threads else 'default threads'}",
+        fontsize=9,
+    )
     if not any(r.get("fused_speedup") for r in report["results"]):
         fig.text(0.5, 0.5, "pyldl fused not available in this run", ha="center", fontsize=12)
     fig.tight_layout()
@@ -499,12 +516,18 @@ def update_readme(table, readme):
 
 def main(argv=None):
     args = parse_args(argv)
-    report = run(args)
+    if args.from_json:
+        report = json.loads(args.from_json.read_text())
+    else:
+        report = run(args)
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    (args.output_dir / "compare.json").write_text(json.dumps(report, indent=1) + "\n")
+    written = []
+    if not args.from_json or args.from_json.resolve() != (args.output_dir / "compare.json").resolve():
+        (args.output_dir / "compare.json").write_text(json.dumps(report, indent=1) + "\n")
+        written.append(args.output_dir / "compare.json")
     table = markdown_table(report)
     (args.output_dir / "table.md").write_text(table)
-    written = [args.output_dir / name for name in ("compare.json", "table.md")]
+    written.append(args.output_dir / "table.md")
     try:
         draw_chart(report, args.output_dir / "compare.png")
         written.append(args.output_dir / "compare.png")
@@ -515,7 +538,7 @@ def main(argv=None):
     print(table)
     for note in report["notes"]:
         print("note:", note)
-    print(f"took {report['duration_s']:.0f} s; wrote " + ", ".join(str(p) for p in written))
+    print(f"measured in {report['duration_s']:.0f} s; wrote " + ", ".join(str(p) for p in written))
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ def input_and_delta(input, delta):
 
 
 def _sigmoid(x):
-    e = np.exp(-np.abs(x))  # never overflows
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    with np.errstate(over="ignore"):  # exp(-x) = inf for x < -709 gives exactly 0: no warning needed
+        return 1 / (1 + np.exp(-x))
 
 
 def _softmax(x):

@@ -6,6 +6,7 @@ bias, layer by layer) from ``RandomState(2)``; the minibatch permutation from
 ``RandomState(1)``. W1 and W3/W5 need scikit-learn (``pip install pyldl[demo]``).
 """
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +14,18 @@ import numpy as np
 import pyldl
 
 DATA_SEED, WEIGHTS_SEED, PERMUTATION_SEED = 0, 2, 1
+
+
+@contextlib.contextmanager
+def seeded(seed):
+    """Seed NumPy's global RNG (PyLDL's Linear draws from it) for the block, then put back
+    the state it had."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
 
 
 def _regression(n_samples):
@@ -77,17 +90,13 @@ class Workload:
     def network(self, namespace=pyldl, dtype=np.float64):
         """The network built from ``namespace`` (``pyldl`` or ``pyldl.reference``) with the
         seeded initial weights; the global NumPy RNG is left as it was."""
-        state = np.random.get_state()
-        np.random.seed(WEIGHTS_SEED)
-        try:
+        with seeded(WEIGHTS_SEED):
             modules = [
                 namespace.Linear(layer[1], layer[2], dtype=dtype)
                 if layer[0] == "linear"
                 else getattr(namespace, layer)()
                 for layer in self.layers
             ]
-        finally:
-            np.random.set_state(state)
         if self.encoder_depth is None:
             return namespace.Sequential(*modules)
         encoder = namespace.Sequential(*modules[: self.encoder_depth])

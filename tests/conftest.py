@@ -12,6 +12,7 @@ import pytest
 
 import pyldl
 import pyldl.reference
+from pyldl.workloads import seeded  # noqa: F401  (tests import it from here)
 
 # comparison -> dtype -> (rtol, atol)
 TOLERANCES = {
@@ -76,17 +77,6 @@ def numerical_gradient(f, x, eps=GRADCHECK_EPS):
 def assert_gradcheck(analytic, f, x):
     """``analytic`` is the gradient of the scalar ``f()`` with respect to ``x`` (float64)."""
     assert_close(analytic, numerical_gradient(f, x), "gradcheck", np.float64)
-
-
-@contextlib.contextmanager
-def seeded(seed):
-    """Seed NumPy's global RNG for the block (as PyLDL users do), then put its state back."""
-    state = np.random.get_state()
-    np.random.seed(seed)
-    try:
-        yield
-    finally:
-        np.random.set_state(state)
 
 
 @contextlib.contextmanager

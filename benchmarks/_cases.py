@@ -34,7 +34,10 @@ def parametrize(*args, **kwargs):
 
 @contextlib.contextmanager
 def seeded(seed):
-    """Seed NumPy's global RNG (PyLDL's Linear draws from it) and restore it afterwards."""
+    """Seed NumPy's global RNG (PyLDL's Linear draws from it) and restore it afterwards.
+
+    Kept here rather than imported from ``pyldl.workloads``: asv runs these benchmarks
+    against older commits too, whose pyldl may not have it."""
     state = np.random.get_state()
     np.random.seed(seed)
     try:

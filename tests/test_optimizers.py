@@ -415,8 +415,8 @@ def test_float32_stays_float32():
     for signature in kernels.sgd_epoch.signatures:
         parameter_dtype = signature[1].dtype.dtype
         if parameter_dtype == numba.float32:
-            arrays_and_scalars = [signature[i] for i in (2, 3, 5, 7, 8)]
-            assert [getattr(t, "dtype", t) for t in arrays_and_scalars] == [numba.float32] * 5
+            arrays_and_scalars = [signature[i] for i in (2, 3, 5, 7, 8, 9)]  # X y lr eps work snapshot
+            assert [getattr(t, "dtype", t) for t in arrays_and_scalars] == [numba.float32] * 6
 
 
 # ---------------------------------------------------------------- SGD's guards

@@ -166,9 +166,6 @@ class _Plan:
     def _bind(self):
         """(Re)build the table and the parameter list from the layers' current arrays."""
         self._bound = [(m, *m._weights()) for m in self._linears]
-        for module, W, b in self._bound:
-            if not W.flags.writeable or (b is not None and not b.flags.writeable):
-                raise ValueError(f"{module!r} has read-only parameters: SGD cannot update them")
         width = self.in_width = self._bound[0][1].shape[0]
         table = [[0] * kernels.PLAN_COLUMNS]
         parameters, column, widest = [], 0, width

@@ -94,6 +94,11 @@ CASES = {
         "BCELoss targets",
     ),
     "Optim.step y width": (lambda n: step(n, y=X), DimensionMismatchError, "network's output"),
+    "read-only parameters, module by module": (
+        lambda n: (first(n)._parameters.setflags(write=False), first(n).forward(X)),
+        ValueError,
+        "Linear(3 -> 2) has read-only parameters",
+    ),
 }
 
 

@@ -67,6 +67,8 @@ class Linear(Module):
             if b.size != W.shape[1]:
                 raise DimensionMismatchError((1, W.shape[1]), b.shape, "_bias does not fit _parameters")
             b = self._bias = b.reshape(1, W.shape[1])
+        if not W.flags.writeable or (b is not None and not b.flags.writeable):
+            raise ValueError(f"{self!r} has read-only parameters: they cannot be trained")
         return W, b
 
     def _gradients(self, W, b):

@@ -91,3 +91,17 @@ def no_warnings():
         if numba.config.DISABLE_JIT:
             warnings.simplefilter("ignore", RuntimeWarning)
         yield
+
+
+def mlp(ns, dtype=np.float64):
+    """A small network with every activation, a Linear without bias, Softmax last."""
+    return ns.Sequential(
+        ns.Linear(4, 6, dtype=dtype),
+        ns.Tanh(),
+        ns.Linear(6, 5, dtype=dtype),
+        ns.Sigmoid(),
+        ns.Linear(5, 3, bias=False, dtype=dtype),
+        ns.ReLU(),
+        ns.Linear(3, 3, dtype=dtype),
+        ns.Softmax(),
+    )

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from conftest import assert_close, assert_gradcheck, seeded
+from conftest import mlp as every_activation_mlp
 
 import pyldl
 import pyldl.reference as ref
@@ -10,16 +11,7 @@ import pyldl.reference as ref
 
 def mlp(ns, dtype=np.float64, seed=0):
     with seeded(seed):
-        return ns.Sequential(
-            ns.Linear(4, 6, dtype=dtype),
-            ns.Tanh(),
-            ns.Linear(6, 5, dtype=dtype),
-            ns.Sigmoid(),
-            ns.Linear(5, 3, bias=False, dtype=dtype),
-            ns.ReLU(),
-            ns.Linear(3, 3, dtype=dtype),
-            ns.Softmax(),
-        )
+        return every_activation_mlp(ns, dtype)
 
 
 def autoencoder(ns, dtype=np.float64, seed=0):

@@ -9,7 +9,7 @@ import math
 import numba
 import numpy as np
 import pytest
-from conftest import assert_close, seeded
+from conftest import assert_close, mlp, seeded
 
 import pyldl
 import pyldl.reference as ref
@@ -23,20 +23,6 @@ from pyldl.workloads import WORKLOADS
 PATHS = {"fused": {"fused": True}, "modules": {"fused": False}}
 
 # ---------------------------------------------------------------- networks
-
-
-def mlp(ns, dtype):
-    """Every activation, a Linear without bias, Softmax last."""
-    return ns.Sequential(
-        ns.Linear(4, 6, dtype=dtype),
-        ns.Tanh(),
-        ns.Linear(6, 5, dtype=dtype),
-        ns.Sigmoid(),
-        ns.Linear(5, 3, bias=False, dtype=dtype),
-        ns.ReLU(),
-        ns.Linear(3, 3, dtype=dtype),
-        ns.Softmax(),
-    )
 
 
 def autoencoder(ns, dtype):

@@ -94,9 +94,7 @@ def test_activation_of_a_scalar(name):
     assert_close(fast.backward_delta(0.5, 2.0), slow.backward_delta(0.5, 2.0), "op", np.float64)
 
 
-EXTREMES = np.array(
-    [-1000.0, -710, -709, -89, -88, -20, -1e-8, 0, 1e-8, 20, 88, 89, 709, 710, 1000]
-)
+EXTREMES = np.array([-1000.0, -710, -709, -89, -88, -20, -1e-8, 0, 1e-8, 20, 88, 89, 709, 710, 1000])
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -115,9 +113,7 @@ def test_extreme_values_stay_finite_without_warnings(name, dtype, rng):
 @pytest.mark.parametrize("name", NAMES)
 def test_nan_and_inf_propagate_like_the_reference(name, dtype):
     fast, slow = pair(name)
-    x = np.array(
-        [[np.nan, 1.0, -2.0], [np.inf, 0.5, 1.0], [-np.inf, 0.0, 2.0], [1.0, -1.0, 3.0]], dtype
-    )
+    x = np.array([[np.nan, 1.0, -2.0], [np.inf, 0.5, 1.0], [-np.inf, 0.0, 2.0], [1.0, -1.0, 3.0]], dtype)
     delta = np.array([[1.0, 2, 3], [4, 5, 6], [7, 8, 9], [np.nan, 1, 1]], dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the reference may warn on inf - inf; pyldl never does
@@ -150,9 +146,7 @@ def test_softmax_backward_is_not_the_diagonal(rng):
     """pyldl's deliberate difference: the full Jacobian, not PyLDL's s * (1 - s)."""
     x, delta = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
     s = pyldl.Softmax()(x)
-    exact = np.stack(
-        [(np.diag(si) - np.outer(si, si)) @ di for si, di in zip(s, delta, strict=True)]
-    )
+    exact = np.stack([(np.diag(si) - np.outer(si, si)) @ di for si, di in zip(s, delta, strict=True)])
     assert_close(pyldl.Softmax().backward_delta(x, delta), exact, "op", np.float64)
     assert not np.allclose(exact, delta * s * (1 - s))
 

@@ -54,9 +54,7 @@ def test_everything_in_all_is_importable():
         assert getattr(pyldl, name) is not None
 
 
-@pytest.mark.parametrize(
-    "name", ["Linear", "Tanh", "Sigmoid", "Softmax", "ReLU", "MSELoss", "BCELoss"]
-)
+@pytest.mark.parametrize("name", ["Linear", "Tanh", "Sigmoid", "Softmax", "ReLU", "MSELoss", "BCELoss"])
 def test_compiled_classes_subclass_the_reference(name):
     assert issubclass(getattr(pyldl, name), getattr(ref, name))
 
@@ -230,9 +228,7 @@ def test_user_module_trains_with_sgd_like_the_reference(user_loss, rng):
         net = mixed_network(ns)
         loss = MAELoss() if user_loss else ns.MSELoss()
         with seeded(8):
-            losses = ns.SGD(
-                net, loss, X, y, batch_size=16, gradient_step=0.05, n_iter=15, progress=False
-            )
+            losses = ns.SGD(net, loss, X, y, batch_size=16, gradient_step=0.05, n_iter=15, progress=False)
         results.append((losses, parameters(net)))
     (fast_losses, fast_params), (slow_losses, slow_params) = results
     assert len(fast_losses) == 15 and all(type(v) is float for v in fast_losses)

@@ -346,9 +346,7 @@ def user_arrays(kind):
     raise ValueError(kind)
 
 
-@pytest.mark.parametrize(
-    "kind", ["int", "1d_bias", "fortran", "non_contiguous", "other_float", "list"]
-)
+@pytest.mark.parametrize("kind", ["int", "1d_bias", "fortran", "non_contiguous", "other_float", "list"])
 def test_linear_accepts_user_assigned_parameters(namespace, dtype, kind, rng):
     layer = make_linear(namespace.Linear, 3, 2, dtype)
     W, b = user_arrays(kind)

@@ -55,9 +55,7 @@ def test_network_has_the_same_initial_weights_in_both_namespaces(key):
     # PyLDL's draws from RandomState(WEIGHTS_SEED): weights then bias, layer by layer
     rs = np.random.RandomState(WEIGHTS_SEED)
     weights = workload.weights()
-    for a, b, c, (W, bias) in zip(
-        linears(fast), linears(slow), linears(single), weights, strict=True
-    ):
+    for a, b, c, (W, bias) in zip(linears(fast), linears(slow), linears(single), weights, strict=True):
         n_in, n_out = a._parameters.shape
         bound = 1 / np.sqrt(n_in)
         expected_W = rs.uniform(-bound, bound, size=(n_in, n_out))

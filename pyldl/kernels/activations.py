@@ -1,6 +1,5 @@
 """Kernels of the activations: element-wise ones on 1-D arrays, Softmax on the rows of 2-D ones."""
 
-
 from . import _math
 from ._numba import jit
 

@@ -5,13 +5,26 @@ from ._numba import jit
 
 
 @jit
+def add_bias(out, b):
+    """out += b.  out (N, D), b (1, D)."""
+    rows, width = out.shape
+    if width < 4:  # short rows cost a loop each: go column by column (32000 x 1: 150 -> 8 us)
+        for j in range(width):
+            value = b[0, j]
+            for i in range(rows):
+                out[i, j] += value
+        return
+    for i in range(rows):
+        for j in range(width):
+            out[i, j] += b[0, j]
+
+
+@jit
 def linear_forward(X, W, b, out):
     """out = X @ W + b.  X (N, I), W (I, O), b (1, O) or None, out (N, O)."""
     gemm(False, False, 1.0, X, W, 0.0, out)
     if b is not None:
-        for i in range(out.shape[0]):
-            for j in range(out.shape[1]):
-                out[i, j] += b[0, j]
+        add_bias(out, b)
 
 
 @jit

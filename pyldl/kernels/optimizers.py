@@ -24,10 +24,10 @@ from numba import types
 from numba.extending import intrinsic, overload
 from numba.typed import List
 
-from . import _math
 from ._blas import gemm
 from ._numba import OPTIONS, jit
-from .activations import relu_forward, sigmoid_forward, tanh_forward
+from .activations import relu_forward, sigmoid_forward, softmax_forward, tanh_forward
+from .modules import add_bias
 
 # activations (the ACT column; NONE: a Linear alone)
 NONE, TANH, SIGMOID, RELU, SOFTMAX = 0, 1, 2, 3, 4
@@ -135,43 +135,6 @@ def _log32(x):
 @overload(_log, jit_options=OPTIONS)
 def _log_compiled(x):
     return _log32 if x == types.float32 else _log64
-
-
-@jit
-def _softmax_forward(x, out):
-    """Row-wise softmax, max-subtracted, x may be out.  (N, D).
-
-    activations.softmax_forward does the same with np.max, which added ~1.3 s of CPU to the
-    kernel's first compile (measured: 3 s of 21 s under load), hence the plain loop here.
-    """
-    if x.shape[1] == 0:
-        return
-    for i in range(x.shape[0]):
-        top = x[i, 0]
-        for j in range(1, x.shape[1]):
-            top = x[i, j] if x[i, j] > top or x[i, j] != x[i, j] else top  # NaN wins
-        for j in range(x.shape[1]):
-            out[i, j] = _math.exp(x[i, j] - top)
-        total = x.dtype.type(0)
-        for j in range(x.shape[1]):
-            total += out[i, j]
-        for j in range(x.shape[1]):
-            out[i, j] /= total
-
-
-@jit
-def _add_bias(out, b):
-    """out += b.  out (N, D), b (1, D)."""
-    rows, width = out.shape
-    if width < 4:  # short rows cost a loop each: go column by column (32000 x 1: 150 -> 8 us)
-        for j in range(width):
-            value = b[0, j]
-            for i in range(rows):
-                out[i, j] += value
-        return
-    for i in range(rows):
-        for j in range(width):
-            out[i, j] += b[0, j]
 
 
 @jit
@@ -296,10 +259,10 @@ def sgd_epoch(plan, parameters, X, y, batch_size, lr, loss, eps, work, snapshot)
                 z = work[deltas_at : deltas_at + n * width].reshape((n, width)) if act != NONE else out
                 gemm(False, False, 1.0, x, parameters[plan[s, PARAM]], 0.0, z)
                 if plan[s, HAS_BIAS]:
-                    _add_bias(z, parameters[plan[s, PARAM] + 1])
+                    add_bias(z, parameters[plan[s, PARAM] + 1])
                 x = z
             if act == SOFTMAX:
-                _softmax_forward(x, out)
+                softmax_forward(x, out)
             elif act != NONE:
                 x1, out1 = x.reshape(x.size), out.reshape(out.size)
                 if act == TANH:

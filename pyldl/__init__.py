@@ -9,7 +9,7 @@ from .base import Activation, Loss, Module
 from .checkpoints import load, save
 from .exceptions import CheckpointError, DimensionMismatchError, DivergenceError, DTypeError
 from .layers import AutoEncoder, Sequential
-from .losses import BCELoss, MSELoss
+from .losses import BCELoss, CrossEntropyLoss, MSELoss
 from .modules import Linear
 from .optimizers import SGD, Optim
 from .utils import create_minibatches, encode_one_hot, gen_arti, load_usps
@@ -20,6 +20,7 @@ __all__ = [
     "Activation",
     "AutoEncoder",
     "BCELoss",
+    "CrossEntropyLoss",
     "CheckpointError",
     "DimensionMismatchError",
     "DivergenceError",

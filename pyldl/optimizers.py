@@ -1,7 +1,8 @@
 """Training: Optim (one step) and SGD (minibatch gradient descent over epochs).
 
 A network made only of built-in modules (Linear, Tanh, Sigmoid, Softmax, ReLU inside
-Sequential / AutoEncoder containers, nested in any way) with MSELoss or BCELoss is flattened
+Sequential / AutoEncoder containers, nested in any way) with MSELoss, BCELoss or
+CrossEntropyLoss is flattened
 once into a plan for :func:`pyldl.kernels.optimizers.sgd_epoch`, which trains a whole epoch
 (or one Optim step) in one compiled call. Anything else, a subclass of a built-in included,
 trains module by module through the modules' own methods, with the same results.
@@ -19,7 +20,7 @@ from .checkpoints import save
 from .exceptions import DimensionMismatchError, DivergenceError
 from .kernels import optimizers as kernels
 from .layers import AutoEncoder, Sequential
-from .losses import BCELoss, MSELoss
+from .losses import BCELoss, CrossEntropyLoss, MSELoss
 from .modules import Linear
 from .reference import losses as reference_losses
 from .reference import modules as reference_modules
@@ -35,7 +36,7 @@ _ACTIVATIONS = {
     ReLU: kernels.RELU,
     Softmax: kernels.SOFTMAX,
 }
-_LOSSES = {MSELoss: kernels.MSE, BCELoss: kernels.BCE}
+_LOSSES = {MSELoss: kernels.MSE, BCELoss: kernels.BCE, CrossEntropyLoss: kernels.CROSS_ENTROPY}
 
 
 def _modules(network):
@@ -102,7 +103,8 @@ def _first_index(mask):
 
 def _check_values(X, y, loss, check_finite=True, names=("X", "y")):
     """ValueError naming the argument and the first bad index: NaN or inf in X or y (unless
-    ``check_finite`` is False), or BCELoss targets outside [0, 1]. Once per call, on the data."""
+    ``check_finite`` is False), BCELoss targets outside [0, 1], CrossEntropyLoss targets that
+    are not one-hot or probability rows. Once per call, on the data."""
     if check_finite:
         for array, name in zip((X, y), names, strict=True):
             bad = ~np.isfinite(array)
@@ -116,6 +118,23 @@ def _check_values(X, y, loss, check_finite=True, names=("X", "y")):
         if outside.any():
             index = _first_index(outside)
             raise ValueError(f"BCELoss targets must lie in [0, 1]: {names[1]}{list(index)} is {y[index]}")
+    if isinstance(loss, reference_losses.CrossEntropyLoss) and y.ndim in (1, 2):
+        y = y.reshape(len(y), -1)  # Optim.step's batch_y may be 1-D: a column
+        tolerance = np.sqrt(np.finfo(y.dtype).eps)  # rows of probabilities rounded in y's dtype
+        bad = np.any((y < 0) | (y > 1), axis=1) | (np.abs(np.sum(y, axis=1) - 1) > tolerance)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise ValueError(
+                "CrossEntropyLoss targets must be one-hot or probability rows (in [0, 1], summing "
+                f"to 1): {names[1]}[{row}] is {y[row]}{_one_hot_hint(loss, y)}"
+            )
+
+
+def _one_hot_hint(loss, y):
+    """For CrossEntropyLoss given one column of class labels: how to encode them."""
+    if isinstance(loss, reference_losses.CrossEntropyLoss) and y.shape[1] == 1:
+        return " (class labels? CrossEntropyLoss takes one-hot rows: pyldl.encode_one_hot(labels))"
+    return ""
 
 
 def _layers(module, path=()):
@@ -145,10 +164,10 @@ class _Plan:
     def __init__(self, network, loss):
         if type(loss) not in _LOSSES:
             raise TypeError(
-                f"the loss {type(loss).__name__} is not MSELoss or BCELoss (subclasses count as "
-                "user losses): it cannot be fused"
+                f"the loss {type(loss).__name__} is not MSELoss, BCELoss or CrossEntropyLoss "
+                "(subclasses count as user losses): it cannot be fused"
             )
-        self.loss = _LOSSES[type(loss)]
+        self.loss, self._loss_module = _LOSSES[type(loss)], loss
         self._layers = list(_layers(network))
         self._linears = [m for m in self._layers if type(m) is Linear]
         if not self._linears:
@@ -205,13 +224,15 @@ class _Plan:
             message = f"X has {X.shape[1]} features, the network takes {self.in_width}"
             raise DimensionMismatchError(f"(_, {self.in_width})", X.shape, message)
         if y.shape[1] != self.out_width:
-            raise DimensionMismatchError(
-                (y.shape[0], self.out_width), y.shape, "y and the network's output must have the same shape"
+            message = "y and the network's output must have the same shape" + _one_hot_hint(
+                self._loss_module, y
             )
+            raise DimensionMismatchError((y.shape[0], self.out_width), y.shape, message)
 
     def run(self, X, y, batch_size, lr, snapshot=False):
         """One epoch over consecutive batches of X, y (checked by ``check_data``); the mean batch
-        loss. ``snapshot``: first copy the parameters, for ``restore``."""
+        loss, a NumPy scalar of the network's dtype. ``snapshot``: first copy the parameters,
+        for ``restore``."""
         for module, W, b in self._bound:
             if module._parameters is not W or module._bias is not b:
                 self._bind()
@@ -230,7 +251,7 @@ class _Plan:
         value = kernels.sgd_epoch(
             self._table, self._parameters, X, y, batch_size, lr, self.loss, self.eps, self._work, saved
         )
-        return float(value)
+        return self.dtype.type(value)
 
     def restore(self):
         """Put back the parameters copied by the last ``run(..., snapshot=True)``."""
@@ -258,10 +279,11 @@ class Optim(reference.Optim):
     """One gradient-descent step of ``net`` on ``loss``: zero_grad, forward, loss, backward, update.
 
     ``step(batch_x, batch_y)`` (also ``optim(batch_x, batch_y)``) returns the batch loss,
-    computed before the update. On a network of built-in modules with a built-in loss the
-    step runs as one compiled call (a one-batch epoch of the fused kernel); the layers'
-    ``_gradient`` arrays are then left alone (the update is folded into the gradient
-    product). Inputs are converted to the network's dtype.
+    computed before the update, as the loss's ``forward`` gives it (for the built-in losses a
+    NumPy scalar of the network's dtype, ``np.float64`` or ``np.float32``). On a network of
+    built-in modules with a built-in loss the step runs as one compiled call (a one-batch
+    epoch of the fused kernel); the layers' ``_gradient`` arrays are then left alone (the
+    update is folded into the gradient product). Inputs are converted to the network's dtype.
 
     Args:
         fused: None picks the compiled step when the network and loss are all built-in,
@@ -291,9 +313,9 @@ class Optim(reference.Optim):
             return super().step(X, y)
         check_2d(X, "batch_x")
         if y.shape != (len(X), plan.out_width):
-            raise DimensionMismatchError(
-                (len(X), plan.out_width), y.shape, "batch_y and the network's output must have the same shape"
-            )
+            message = "batch_y and the network's output must have the same shape"
+            hint = _one_hot_hint(self._loss, y.reshape(len(y), -1)) if y.ndim in (1, 2) else ""
+            raise DimensionMismatchError((len(X), plan.out_width), y.shape, message + hint)
         plan.check_data(X, y)
         if len(X) == 0:
             raise ValueError("batch_x is empty")
@@ -304,8 +326,8 @@ class Trainer:
     """SGD's training state for one data set: validated inputs, the fixed minibatches, and
     the epoch routine (compiled and fused, or module by module).
 
-    ``Trainer(...).epoch()`` trains one epoch and returns its mean batch loss; SGD calls it
-    ``n_iter`` times. Benchmarks use it to time epochs without SGD's set-up.
+    ``Trainer(...).epoch()`` trains one epoch and returns its mean batch loss (a Python float);
+    SGD calls it ``n_iter`` times. Benchmarks use it to time epochs without SGD's set-up.
 
     The fused path keeps the parameters in the layers' own arrays (updated in place) and
     re-checks them before every epoch, so an array assigned between epochs is picked up; the
@@ -373,7 +395,7 @@ class Trainer:
     def epoch(self):
         """Train on every minibatch once; return the mean of the batch losses."""
         if self._plan is not None:
-            return self._plan.run(self._X, self._y, self._batch_size, self._lr, self._snapshot)
+            return float(self._plan.run(self._X, self._y, self._batch_size, self._lr, self._snapshot))
         if self._snapshot:  # module by module is slow anyway: fresh copies are fine
             self._saved = [(array, array.copy()) for array in self.parameters()]
         return float(np.mean([self._optimizer.step(bx, by) for bx, by in self._batches]))

@@ -13,6 +13,7 @@ from pyldl.exceptions import DimensionMismatchError
 
 X = np.linspace(-1, 1, 30).reshape(10, 3)
 Y = np.linspace(0, 1, 20).reshape(10, 2)
+ONE_HOT = np.eye(2)[np.arange(10) % 2]
 
 
 def with_value(array, index, value):
@@ -82,6 +83,46 @@ CASES = {
         lambda n: sgd(n, pyldl.BCELoss(), y=with_value(Y, (3, 1), 1.5)),
         ValueError,
         "BCELoss targets must lie in [0, 1]",
+    ),
+    "SGD CE targets outside [0, 1]": (
+        lambda n: sgd(n, pyldl.CrossEntropyLoss(), y=with_value(ONE_HOT, (4, 1), 2)),
+        ValueError,
+        "CrossEntropyLoss targets must be one-hot or probability rows (in [0, 1], summing to 1): y[4]",
+    ),
+    "SGD CE rows not summing to 1": (
+        lambda n: sgd(n, pyldl.CrossEntropyLoss(), y=Y),
+        ValueError,
+        "summing to 1): y[0] is",
+    ),
+    "SGD CE class labels": (
+        lambda n: sgd(n, pyldl.CrossEntropyLoss(), y=np.arange(10) % 2),
+        ValueError,
+        "pyldl.encode_one_hot",
+    ),
+    "SGD CE class labels, module by module": (
+        lambda n: sgd(n, pyldl.CrossEntropyLoss(), y=np.arange(10) % 2, fused=False),
+        ValueError,
+        "pyldl.encode_one_hot",
+    ),
+    "Optim.step CE class labels": (
+        lambda n: step(n, y=np.arange(10) % 2, loss=pyldl.CrossEntropyLoss()),
+        ValueError,
+        "pyldl.encode_one_hot",
+    ),
+    "Optim.step CE probabilities": (
+        lambda n: step(n, y=with_value(ONE_HOT, (9, 0), 0.5), loss=pyldl.CrossEntropyLoss()),
+        ValueError,
+        "batch_y[9] is [0.5 1. ]",
+    ),
+    "CE loss class labels": (
+        lambda n: pyldl.CrossEntropyLoss()(np.arange(10) % 2, n(X)),
+        DimensionMismatchError,
+        "encode class labels with pyldl.encode_one_hot",
+    ),
+    "CE loss 1-D logits": (
+        lambda n: pyldl.CrossEntropyLoss()(Y[:, 0], Y[:, 0]),
+        DimensionMismatchError,
+        "2-D logits",
     ),
     "Optim.step NaN in X": (
         lambda n: step(n, X=with_value(X, (0, 0), np.nan)),

@@ -76,9 +76,11 @@ def train(ns, network, loss_name, X, y, batch_size, gradient_step, n_iter, seed=
     return losses, [p.copy() for p in parameters(network)]
 
 
-def assert_same_run(run, expected, dtype):
+def assert_same_run(run, expected, dtype, value_type=float):
+    """Same losses (of ``value_type``: SGD's are Python floats, Optim.step's NumPy scalars of
+    the network's dtype) and parameters within the run tolerance."""
     (losses, params), (expected_losses, expected_params) = run, expected
-    assert all(type(v) is float for v in losses)
+    assert all(type(v) is value_type for v in losses)
     assert_close(np.array(losses), np.array(expected_losses), "run", dtype)
     assert len(params) == len(expected_params)
     for p, q in zip(params, expected_params, strict=True):
@@ -100,6 +102,41 @@ def test_fused_and_module_by_module_match_the_reference(name, loss_name, dtype):
         assert_same_run(run, expected, dtype)
     if loss_name == "MSELoss":
         assert expected[0][-1] < expected[0][0]  # it trains
+
+
+def one_hot_data(rows, seed=1):
+    """X as ``data``, y one-hot rows of 3 classes (CrossEntropyLoss's targets)."""
+    X, y = data(rows, seed)
+    return X, np.eye(3)[np.argmax(y, axis=1)]
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_cross_entropy_fused_and_module_by_module_match_the_reference(name, dtype):
+    X, y = one_hot_data(50)
+    expected = train(ref, build(NETWORKS[name], ref, dtype), "CrossEntropyLoss", X, y, 16, 0.05, 8)
+    for kwargs in PATHS.values():
+        network = build(NETWORKS[name], pyldl, dtype)
+        run = train(pyldl, network, "CrossEntropyLoss", X, y, 16, 0.05, 8, **kwargs)
+        assert_same_run(run, expected, dtype)
+    assert expected[0][-1] < expected[0][0]  # it trains
+
+
+def test_cross_entropy_with_probability_targets_and_its_golden_run():
+    """Soft targets train alike on every path; the first epoch's loss is that of the initial
+    logits (computed here with NumPy), not PyLDL's value, which lacks the row maximum."""
+    X, y = data(30)
+    y = y / y.sum(axis=1, keepdims=True)
+    network = build(single_linear, ref, np.float64)
+    W, b = (p.copy() for p in parameters(network))
+    expected = train(ref, network, "CrossEntropyLoss", X, y, 30, 0.1, 3)
+    logits = X @ W + b
+    first = np.mean(np.log(np.sum(np.exp(logits), axis=1)) - np.sum(y * logits, axis=1))
+    assert_close(expected[0][0], first, "op", np.float64)
+    for kwargs in PATHS.values():
+        run = train(
+            pyldl, build(single_linear, pyldl, np.float64), "CrossEntropyLoss", X, y, 30, 0.1, 3, **kwargs
+        )
+        assert_same_run(run, expected, np.float64)
 
 
 @pytest.mark.parametrize(
@@ -178,9 +215,9 @@ def test_workloads_at_reduced_size(key):
 # ---------------------------------------------------------------- Optim
 
 
-@pytest.mark.parametrize("loss_name", ["MSELoss", "BCELoss"])
+@pytest.mark.parametrize("loss_name", ["MSELoss", "BCELoss", "CrossEntropyLoss"])
 def test_optim_step_matches_the_reference(loss_name, dtype):
-    X, y = data(40)
+    X, y = one_hot_data(40) if loss_name == "CrossEntropyLoss" else data(40)
     sizes = [5, 20, 3, 12]  # the work buffer grows, then is reused
     runs = []
     for ns, kwargs in [(ref, {}), (pyldl, PATHS["fused"]), (pyldl, PATHS["modules"])]:
@@ -191,9 +228,9 @@ def test_optim_step_matches_the_reference(loss_name, dtype):
             losses.append(optim(X[start : start + size], y[start : start + size]))
             start = (start + size) % 30
         runs.append((losses, parameters(network)))
-    assert pyldl.Optim(build(mlp, pyldl, dtype), pyldl.MSELoss()).fused
-    for run in runs[1:]:
-        assert_same_run(run, runs[0], dtype)
+    assert pyldl.Optim(build(mlp, pyldl, dtype), getattr(pyldl, loss_name)()).fused
+    for run in runs:
+        assert_same_run(run, runs[0], dtype, np.dtype(dtype).type)
 
 
 def test_optim_step_checks_its_batch():
@@ -207,7 +244,7 @@ def test_optim_step_checks_its_batch():
         optim.step(X[0], y[0])
     with pytest.raises(ValueError, match="empty"):
         optim.step(X[:0], y[:0])
-    assert type(optim.step(X.astype(int), (y > 0.5).astype(int))) is float  # integers accepted
+    assert type(optim.step(X.astype(int), (y > 0.5).astype(int))) is np.float64  # integers accepted
 
 
 # ---------------------------------------------------------------- what falls back
@@ -395,7 +432,8 @@ def test_float32_stays_float32():
     losses, params = train(pyldl, network, "BCELoss", X, y, 8, 0.1, 2, fused=True)
     assert all(type(v) is float for v in losses)
     assert all(p.dtype == np.float32 for p in params)
-    assert type(pyldl.Optim(network, pyldl.MSELoss(), fused=True).step(X, y)) is float
+    for fused in (True, False):
+        assert type(pyldl.Optim(network, pyldl.MSELoss(), fused=fused).step(X, y)) is np.float32
     if numba.config.DISABLE_JIT:
         return
     for signature in kernels.sgd_epoch.signatures:

@@ -1,4 +1,4 @@
-"""Kernels of the MSE and BCE losses.  y, yhat, out (N, D) of one dtype.
+"""Kernels of the MSE, BCE and cross-entropy losses.  y, yhat, out (N, D) of one dtype.
 
 Loss values are sums of many terms: they accumulate in a float64 scalar, so a float32
 loss is as accurate as NumPy's pairwise sum (no array is widened).
@@ -6,7 +6,9 @@ loss is as accurate as NumPy's pairwise sum (no array is widened).
 
 import numpy as np
 
+from . import _math
 from ._numba import jit
+from .activations import softmax_forward
 
 
 @jit
@@ -59,3 +61,29 @@ def bce_backward(y, yhat, eps, out):
         for j in range(y.shape[1]):
             p = clip(yhat[i, j], low, high)
             out[i, j] = (p - y[i, j]) / (p * (one - p) * rows)
+
+
+@jit
+def cross_entropy_forward(y, yhat):
+    """Mean over rows of logsumexp(yhat_i) - y_i . yhat_i, the row maximum subtracted inside
+    the exponentials and added back.  y, yhat (N, C) logits."""
+    total = np.float64(0.0)  # float64 also when run as Python (NUMBA_DISABLE_JIT=1)
+    for i in range(y.shape[0]):
+        top = yhat[i, 0]
+        for j in range(1, y.shape[1]):
+            top = yhat[i, j] if yhat[i, j] > top or yhat[i, j] != yhat[i, j] else top  # NaN wins
+        exps, dot = y.dtype.type(0), y.dtype.type(0)
+        for j in range(y.shape[1]):
+            exps += _math.exp(yhat[i, j] - top)
+            dot += y[i, j] * yhat[i, j]
+        total += np.log(exps) + (top - dot)  # as the reference: large logits cancel first
+    return total / y.shape[0]
+
+
+@jit
+def cross_entropy_backward(y, yhat, out):
+    """out = softmax(yhat) - y, row by row.  y, yhat, out (N, C)."""
+    softmax_forward(yhat, out)
+    for i in range(y.shape[0]):
+        for j in range(y.shape[1]):
+            out[i, j] -= y[i, j]

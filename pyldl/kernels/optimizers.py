@@ -27,12 +27,13 @@ from numba.typed import List
 from ._blas import gemm
 from ._numba import OPTIONS, jit
 from .activations import relu_forward, sigmoid_forward, softmax_forward, tanh_forward
+from .losses import cross_entropy_backward, cross_entropy_forward
 from .modules import add_bias
 
 # activations (the ACT column; NONE: a Linear alone)
 NONE, TANH, SIGMOID, RELU, SOFTMAX = 0, 1, 2, 3, 4
 # losses
-MSE, BCE = 0, 1
+MSE, BCE, CROSS_ENTROPY = 0, 1, 2
 # plan columns; the header row keeps the sum of the steps' widths in COLUMN, the widest step
 # in WIDTH and the row of the first Linear in PARAM
 IS_LINEAR, ACT, PARAM, HAS_BIAS, WIDTH, COLUMN = range(6)
@@ -190,6 +191,9 @@ def _loss_backward(loss, y, yhat, eps, delta, terms):
             terms[i] = diff * diff
             d[i] = two * diff
         return _sum(terms[: t.size]) / rows
+    if loss == CROSS_ENTROPY:  # yhat holds logits; the loss's own kernels
+        cross_entropy_backward(y, yhat, delta)
+        return cross_entropy_forward(y, yhat)
     low, high = eps, one - eps
     n = yhat.dtype.type(rows)
     for i in range(t.size):
@@ -223,7 +227,7 @@ def sgd_epoch(plan, parameters, X, y, batch_size, lr, loss, eps, work, snapshot)
     Linear: activation backward, the delta for the step below (from the weights before the
     update; none below the first Linear), ``W -= lr X_in^T delta`` (one gemm, no gradient
     buffer) and ``b -= lr * ones^T delta`` (gemm too). X (N, I), y (N, O) and work
-    (``work_size``) of the parameters' dtype, lr and eps scalars of it (MSE or BCE in
+    (``work_size``) of the parameters' dtype, lr and eps scalars of it (a loss code in
     ``loss``). Returns the mean of the batch losses, each as the Loss module computes it.
     A non-empty ``snapshot`` first receives every parameter array, flattened one after the
     other (SGD's copy for its divergence guard, without a NumPy call per array).

@@ -8,13 +8,14 @@ classes and replace only the arithmetic, so checks, initialisation and container
 
 from .activations import ReLU, Sigmoid, Softmax, Tanh
 from .layers import AutoEncoder, Sequential
-from .losses import BCELoss, MSELoss
+from .losses import BCELoss, CrossEntropyLoss, MSELoss
 from .modules import Linear
 from .optimizers import SGD, Optim
 
 __all__ = [
     "AutoEncoder",
     "BCELoss",
+    "CrossEntropyLoss",
     "Linear",
     "MSELoss",
     "Optim",

@@ -1,4 +1,8 @@
-"""Data helpers with PyLDL's random draws, so seeded notebooks get the same data."""
+"""Data and plotting helpers with PyLDL's random draws, so seeded notebooks get the same data.
+
+The plotting helpers (``plot_data``, ``plot_frontiere``, ``show_usps``) import matplotlib
+only when called: it is the optional ``plot`` extra (``pip install 'pyldl[plot]'``).
+"""
 
 import numbers
 
@@ -87,3 +91,90 @@ def load_usps(path):
         rows = [[float(v) for v in line.split()] for line in f if len(line.split()) > 2]
     table = np.array(rows)
     return table[:, 1:], table[:, 0].astype(int)
+
+
+def get_usps(l, X, y):  # noqa: E741  (PyLDL's name)
+    """The rows of ``X`` and ``y`` whose label is ``l``; for a list of labels, those of each
+    label stacked in the list's order."""
+    X, y = np.asarray(X), np.asarray(y)
+    if not isinstance(l, list | tuple):
+        return X[y == l], y[y == l]
+    if not l:
+        raise ValueError("get_usps needs at least one label")
+    parts = [get_usps(label, X, y) for label in l]
+    return np.vstack([part[0] for part in parts]), np.hstack([part[1] for part in parts])
+
+
+def kullback_leibler_divergence(d_true, d_pred):
+    """Mean over rows of sum(p log(p / q)), with q and the ratio floored at 1e-10 (as PyLDL)."""
+    p, q = np.asarray(d_true), np.asarray(d_pred)
+    return np.mean(np.sum(p * np.log(np.maximum(p / np.maximum(q, 1e-10), 1e-10)), axis=1))
+
+
+def contingency_matrix(y_true, y_pred):
+    """Counts of the pairs (true, predicted): rows follow the sorted distinct values of
+    ``y_true``, columns those of ``y_pred`` (a float matrix, as PyLDL)."""
+    y_true, y_pred = np.asarray(y_true).reshape(-1), np.asarray(y_pred).reshape(-1)
+    if len(y_true) != len(y_pred):
+        raise DimensionMismatchError(
+            y_true.shape, y_pred.shape, f"y_true has {len(y_true)} values but y_pred has {len(y_pred)}"
+        )
+    true_values, rows = np.unique(y_true, return_inverse=True)
+    pred_values, columns = np.unique(y_pred, return_inverse=True)
+    counts = np.zeros((len(true_values), len(pred_values)))
+    np.add.at(counts, (rows, columns), 1)
+    return counts
+
+
+def make_grid(data=None, xmin=-5, xmax=5, ymin=-5, ymax=5, step=20):
+    """``(grid, x, y)``: the meshgrid ``x, y`` of ``arange(min, max, (max - min) / step)`` on each
+    axis (bounds from data's first two columns when given) and its points as rows of ``grid``."""
+    if data is not None:
+        data = np.asarray(data)
+        xmax, xmin, ymax, ymin = data[:, 0].max(), data[:, 0].min(), data[:, 1].max(), data[:, 1].min()
+    x, y = np.meshgrid(
+        np.arange(xmin, xmax, (xmax - xmin) * 1.0 / step), np.arange(ymin, ymax, (ymax - ymin) * 1.0 / step)
+    )
+    return np.c_[x.ravel(), y.ravel()], x, y
+
+
+def _pyplot():
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        raise ImportError("pyldl's plotting helpers need matplotlib: pip install 'pyldl[plot]'") from error
+    return plt
+
+
+_COLORS = ["red", "green", "blue", "orange", "black", "cyan"]
+_MARKERS = [".", "+", "*", "o", "x", "^"]
+
+
+def plot_data(data, labels=None):
+    """Scatter plot of 2-D points on the current axes; one colour and marker per label value
+    (sorted), up to six."""
+    plt = _pyplot()
+    data = np.asarray(data)
+    if labels is None:
+        plt.scatter(data[:, 0], data[:, 1], marker="x")
+        return
+    labels = np.asarray(labels).reshape(-1)
+    values = sorted(set(labels))
+    if len(values) > len(_COLORS):
+        # PyLDL failed here with an IndexError
+        raise ValueError(f"plot_data draws at most {len(_COLORS)} distinct labels, got {len(values)}")
+    for color, marker, value in zip(_COLORS, _MARKERS, values, strict=False):
+        plt.scatter(data[labels == value, 0], data[labels == value, 1], c=color, marker=marker)
+
+
+def plot_frontiere(data, f, step=20):
+    """Filled contour of the decision function ``f`` (points -> values) on ``make_grid(data,
+    step=step)``, grey below 0 and blue above, at levels [-1, 0, 1]."""
+    plt = _pyplot()
+    grid, x, y = make_grid(data=data, step=step)
+    plt.contourf(x, y, np.asarray(f(grid)).reshape(x.shape), colors=("gray", "blue"), levels=[-1, 0, 1])
+
+
+def show_usps(data):
+    """A USPS digit (256 values) as a 16x16 grey image on the current axes."""
+    _pyplot().imshow(np.asarray(data).reshape((16, 16)), interpolation="nearest", cmap="gray")

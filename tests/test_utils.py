@@ -1,14 +1,27 @@
-"""Data helpers: the same draws from NumPy's global RNG as PyLDL, in the order SPEC.md gives."""
+"""Data helpers: the same draws from NumPy's global RNG as PyLDL, in the order SPEC.md gives;
+the later version's helpers (grids, USPS selection, contingency, KL) and its plots (Agg)."""
 
 # PyLDL draws from NumPy's global RNG, so these tests do too.
 # ruff: noqa: NPY002
+
+import sys
 
 import numpy as np
 import pytest
 from conftest import seeded
 
+from pyldl import utils
 from pyldl.exceptions import DimensionMismatchError
-from pyldl.utils import create_minibatches, encode_one_hot, gen_arti, load_usps
+from pyldl.utils import (
+    contingency_matrix,
+    create_minibatches,
+    encode_one_hot,
+    gen_arti,
+    get_usps,
+    kullback_leibler_divergence,
+    load_usps,
+    make_grid,
+)
 
 # ---------------------------------------------------------------- create_minibatches
 
@@ -210,3 +223,139 @@ def test_load_usps(tmp_path):
     X2, y2 = load_usps(str(path))  # a str path works too
     np.testing.assert_array_equal(X2, X)
     np.testing.assert_array_equal(y2, y)
+
+
+# ---------------------------------------------------------------- the later version's helpers
+
+
+def test_kullback_leibler_divergence():
+    p = np.array([[0.5, 0.5, 0.0], [0.1, 0.2, 0.7]])
+    q = np.array([[0.25, 0.75, 0.0], [0.1, 0.2, 0.7]])
+    expected = (0.5 * np.log(2) + 0.5 * np.log(0.5 / 0.75)) / 2  # row 2 is 0; p = 0 adds 0
+    value = kullback_leibler_divergence(p, q)
+    assert type(value) is np.float64
+    np.testing.assert_allclose(value, expected, rtol=1e-12)
+    assert kullback_leibler_divergence(p, p) == 0
+    # q floored at 1e-10, the ratio too: finite where q is 0 and p is not
+    np.testing.assert_allclose(kullback_leibler_divergence([[1.0]], [[0.0]]), np.log(1e10), rtol=1e-12)
+    np.testing.assert_allclose(kullback_leibler_divergence([[1e-12]], [[1.0]]), 1e-12 * np.log(1e-10))
+
+
+def test_make_grid_default_bounds():
+    grid, x, y = make_grid()
+    steps = np.arange(-5, 5, 0.5)
+    assert x.shape == y.shape == (20, 20) and grid.shape == (400, 2)
+    np.testing.assert_array_equal(x[0], steps)
+    np.testing.assert_array_equal(y[:, 0], steps)
+    np.testing.assert_array_equal(grid, np.c_[x.ravel(), y.ravel()])
+
+
+def test_make_grid_takes_its_bounds_from_the_data():
+    data = np.array([[0.0, 10.0], [4.0, 2.0], [1.0, 6.0]])
+    grid, x, y = make_grid(data=data, step=4)
+    np.testing.assert_array_equal(x[0], [0, 1, 2, 3])
+    np.testing.assert_array_equal(y[:, 0], [2, 4, 6, 8])
+    assert grid.shape == (16, 2)
+    assert make_grid(xmin=0, xmax=1, ymin=0, ymax=2, step=2)[0].tolist() == [
+        [0, 0],
+        [0.5, 0],
+        [0, 1],
+        [0.5, 1],
+    ]
+
+
+def test_get_usps_selects_one_label_or_a_list_in_its_order():
+    X = np.arange(12).reshape(6, 2)
+    y = np.array([3, 1, 3, 2, 1, 0])
+    rows, labels = get_usps(3, X, y)
+    np.testing.assert_array_equal(rows, X[[0, 2]])
+    np.testing.assert_array_equal(labels, [3, 3])
+    rows, labels = get_usps([1, 3], X, y)
+    np.testing.assert_array_equal(rows, X[[1, 4, 0, 2]])
+    np.testing.assert_array_equal(labels, [1, 1, 3, 3])
+    assert get_usps(7, X, y)[0].shape == (0, 2)
+    with pytest.raises(ValueError, match="at least one label"):
+        get_usps([], X, y)
+
+
+def test_contingency_matrix_counts_pairs_over_sorted_values():
+    y_true = np.array([2, 0, 2, 1, 0, 2])
+    y_pred = np.array(["b", "a", "b", "b", "c", "a"])
+    expected = [[1, 0, 1], [0, 1, 0], [1, 2, 0]]  # rows 0, 1, 2; columns a, b, c
+    counts = contingency_matrix(y_true, y_pred)
+    assert counts.dtype == np.float64
+    np.testing.assert_array_equal(counts, expected)
+    assert counts.sum() == len(y_true)
+    np.testing.assert_array_equal(contingency_matrix([5, 5], [1, 1]), [[2]])
+    with pytest.raises(DimensionMismatchError, match="y_true has 2 values but y_pred has 3"):
+        contingency_matrix([0, 1], [0, 1, 1])
+
+
+# ---------------------------------------------------------------- plots (Agg)
+
+
+@pytest.fixture
+def pyplot():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.figure()
+    yield plt
+    plt.close("all")
+
+
+def test_plot_data(pyplot):
+    with seeded(0):
+        data, labels = gen_arti(nbex=40, data_type=1)
+    utils.plot_data(data)
+    utils.plot_data(data, labels)
+    collections = pyplot.gca().collections
+    assert len(collections) == 3  # no labels: one scatter; two labels: one each
+    assert len(collections[1].get_offsets()) + len(collections[2].get_offsets()) == 40
+    with pytest.raises(ValueError, match="at most 6 distinct labels"):
+        utils.plot_data(np.zeros((7, 2)), np.arange(7))
+
+
+def test_plot_frontiere(pyplot):
+    data = np.array([[-2.0, -1.0], [2.0, 3.0]])
+    calls = []
+
+    def decision(grid):
+        calls.append(grid)
+        return np.sign(grid[:, 0])
+
+    utils.plot_frontiere(data, decision, step=10)
+    np.testing.assert_array_equal(calls[0], make_grid(data=data, step=10)[0])
+    contour = pyplot.gca().collections[-1]
+    assert list(contour.levels) == [-1, 0, 1]
+
+
+def test_show_usps(pyplot):
+    utils.show_usps(np.linspace(0, 1, 256))
+    image = pyplot.gca().get_images()[0]
+    assert image.get_array().shape == (16, 16) and image.get_cmap().name == "gray"
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: utils.plot_data(np.zeros((2, 2))),
+        lambda: utils.plot_frontiere(np.zeros((2, 2)), np.sign),
+        lambda: utils.show_usps(np.zeros(256)),
+    ],
+    ids=["plot_data", "plot_frontiere", "show_usps"],
+)
+def test_plots_without_matplotlib_name_the_extra(monkeypatch, call):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    with pytest.raises(ImportError, match=r"pip install 'pyldl\[plot\]'"):
+        call()
+
+
+def test_importing_pyldl_does_not_import_matplotlib():
+    import subprocess
+
+    code = "import sys, pyldl, pyldl.utils; print('matplotlib' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

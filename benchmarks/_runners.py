@@ -4,8 +4,9 @@ Every runner trains one workload of ``pyldl.workloads`` in one dtype from the wo
 initial weights (``Workload.weights()``) on its fixed batches (``Workload.permutation``, the
 last partial batch kept) with PyLDL's math (SPEC.md): MSE backward ``-2 (y - yhat)`` per
 sample (the gradient of N x loss), BCE backward ``(p - y) / (p (1 - p) N)`` with p clipped,
-plain SGD ``param -= step * grad``. ``epoch()`` trains one epoch and returns the mean of its
-batch losses as a Python float (so the work is done when it returns).
+cross-entropy backward ``softmax(yhat) - y`` (the gradient of N x loss, logits in), plain
+SGD ``param -= step * grad``. ``epoch()`` trains one epoch and returns the mean of its batch
+losses as a Python float (so the work is done when it returns).
 
 Peers (PyTorch, JAX) are optional: a missing one raises :class:`Unavailable`.
 """
@@ -104,7 +105,7 @@ class TorchRunner:
             for bx, by in _batches(X, y, order, workload.batch_size)
         ]
         self.step = workload.gradient_step
-        self.bce = workload.loss == "bce"
+        self.loss = workload.loss
         self.eps = _bce_epsilon(dtype)
 
     def forward(self, x):
@@ -117,7 +118,10 @@ class TorchRunner:
         return x
 
     def loss_and_delta(self, y, yhat):
-        if self.bce:
+        if self.loss == "cross_entropy":
+            value = (self.torch.logsumexp(yhat, 1) - (y * yhat).sum(1)).mean()
+            return value, self.torch.softmax(yhat, 1) - y
+        if self.loss == "bce":
             p = yhat.clamp(self.eps, 1 - self.eps)
             value = -(y * p.log() + (1 - y) * (1 - p).log()).mean()
             return value, (p - y) / (p * (1 - p) * len(y))
@@ -162,7 +166,7 @@ class JaxRunner:
             "Softmax": lambda x: jax.nn.softmax(x, axis=-1),
         }
         layers = [None if layer[0] == "linear" else functions[layer] for layer in workload.layers]
-        step_size, bce, eps = workload.gradient_step, workload.loss == "bce", _bce_epsilon(dtype)
+        step_size, loss, eps = workload.gradient_step, workload.loss, _bce_epsilon(dtype)
 
         def forward(params, x):
             linear = iter(params)
@@ -175,7 +179,10 @@ class JaxRunner:
             return x
 
         def loss_and_delta(y, yhat):
-            if bce:
+            if loss == "cross_entropy":
+                value = jnp.mean(jax.nn.logsumexp(yhat, axis=1) - jnp.sum(y * yhat, axis=1))
+                return value, jax.nn.softmax(yhat, axis=1) - y
+            if loss == "bce":
                 p = jnp.clip(yhat, eps, 1 - eps)
                 value = -jnp.mean(y * jnp.log(p) + (1 - y) * jnp.log(1 - p))
                 return value, (p - y) / (p * (1 - p) * y.shape[0])

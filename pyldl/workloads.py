@@ -1,9 +1,9 @@
-"""The benchmark workloads W1-W6: seeded data, networks, training settings and FLOP counts.
+"""The benchmark workloads W1-W7: seeded data, networks, training settings and FLOP counts.
 
 One definition shared by the tests, the benchmarks, the comparison command and the demo.
 Seeds: data from ``RandomState(0)``; initial weights drawn like PyLDL's Linear (weights then
 bias, layer by layer) from ``RandomState(2)``; the minibatch permutation from
-``RandomState(1)``. W1 and W3/W5 need scikit-learn (``pip install pyldl[demo]``).
+``RandomState(1)``. W1, W3, W5 and W7 need scikit-learn (``pip install pyldl[demo]``).
 """
 
 import contextlib
@@ -103,7 +103,12 @@ class Workload:
         return namespace.AutoEncoder(encoder, namespace.Sequential(*modules[self.encoder_depth :]))
 
     def loss_module(self, namespace=pyldl):
-        return {"mse": namespace.MSELoss, "bce": namespace.BCELoss}[self.loss]()
+        losses = {
+            "mse": namespace.MSELoss,
+            "bce": namespace.BCELoss,
+            "cross_entropy": namespace.CrossEntropyLoss,
+        }
+        return losses[self.loss]()
 
     def weights(self):
         """[(W, b), ...] of the Linear layers, in float64: the initial weights of :meth:`network`."""
@@ -170,6 +175,15 @@ WORKLOADS = {
             1e-5,
             _wide,
             quick_samples=1024,
+        ),
+        Workload(
+            "W7",
+            "digits-multiclass",
+            (("linear", 64, 100), "ReLU", ("linear", 100, 10)),
+            "cross_entropy",
+            32,
+            1e-2,
+            _digits,
         ),
     ]
 }

@@ -1,4 +1,4 @@
-"""The shared workloads W1-W6: networks with PyLDL's seeded weights, data, FLOP counts."""
+"""The shared workloads W1-W7: networks with PyLDL's seeded weights, data, FLOP counts."""
 
 # PyLDL draws from NumPy's global RNG, so these tests do too.
 # ruff: noqa: NPY002
@@ -12,7 +12,7 @@ import pyldl.reference as ref
 from pyldl.workloads import PERMUTATION_SEED, WEIGHTS_SEED, WORKLOADS
 
 KEYS = list(WORKLOADS)
-NEEDS_SKLEARN = {"W1", "W3", "W5"}
+NEEDS_SKLEARN = {"W1", "W3", "W5", "W7"}
 
 
 def linears(module):
@@ -30,8 +30,8 @@ def kinds(module):
     return [type(module).__name__]
 
 
-def test_the_six_workloads():
-    assert KEYS == ["W1", "W2", "W3", "W4", "W5", "W6"]
+def test_the_workloads():
+    assert KEYS == ["W1", "W2", "W3", "W4", "W5", "W6", "W7"]
 
 
 @pytest.mark.parametrize("key", KEYS)
@@ -74,7 +74,7 @@ def test_network_has_the_same_initial_weights_in_both_namespaces(key):
 @pytest.mark.parametrize("key", KEYS)
 def test_loss_module(key):
     workload = WORKLOADS[key]
-    expected = {"mse": "MSELoss", "bce": "BCELoss"}[workload.loss]
+    expected = {"mse": "MSELoss", "bce": "BCELoss", "cross_entropy": "CrossEntropyLoss"}[workload.loss]
     assert type(workload.loss_module(pyldl)) is getattr(pyldl, expected)
     assert type(workload.loss_module(ref)) is getattr(ref, expected)
 
@@ -88,6 +88,7 @@ def test_loss_module(key):
         ("W4", 6 * 2 * (256 * 100 + 100 * 4) * 7291),
         ("W5", 6 * (64 * 128 + 128 * 64 + 64 * 10) * 1437),
         ("W6", 6 * (1024 * 2048 + 2048 * 2048 + 2048 * 10) * 8192),
+        ("W7", 6 * (64 * 100 + 100 * 10) * 1437),
     ],
 )
 def test_flops_per_epoch(key, flops):
@@ -95,7 +96,7 @@ def test_flops_per_epoch(key, flops):
 
 
 def len_of_full_data(key):
-    return {"W1": 800, "W2": 4000, "W3": 1437, "W4": 7291, "W5": 1437, "W6": 8192}[key]
+    return {"W1": 800, "W2": 4000, "W3": 1437, "W4": 7291, "W5": 1437, "W6": 8192, "W7": 1437}[key]
 
 
 @pytest.mark.parametrize(
@@ -107,6 +108,7 @@ def len_of_full_data(key):
         ("W4", 64, 0.01),
         ("W5", 1, 1e-3),
         ("W6", 256, 1e-5),
+        ("W7", 32, 1e-2),
     ],
 )
 def test_training_settings(key, batch_size, gradient_step):
@@ -123,6 +125,7 @@ def test_training_settings(key, batch_size, gradient_step):
         ("W4", None, (7291, 256), (7291, 256)),
         ("W5", None, (1437, 64), (1437, 10)),
         ("W6", 64, (64, 1024), (64, 10)),
+        ("W7", None, (1437, 64), (1437, 10)),
     ],
 )
 def test_data_shapes_and_seeds(key, n_samples, x_shape, y_shape):
@@ -155,7 +158,8 @@ def test_digits_data():
     X, y = WORKLOADS["W3"].data()
     assert X.min() >= 0 and X.max() <= 1
     np.testing.assert_array_equal(y.sum(axis=1), np.ones(1437))
-    np.testing.assert_array_equal(*[w.data()[0] for w in (WORKLOADS["W3"], WORKLOADS["W5"])])
+    for key in ("W5", "W7"):
+        np.testing.assert_array_equal(WORKLOADS["W3"].data()[0], WORKLOADS[key].data()[0])
 
 
 def test_autoencoder_data_is_its_own_target():
@@ -168,3 +172,16 @@ def test_autoencoder_data_is_its_own_target():
 def test_permutation(n):
     expected = np.random.RandomState(PERMUTATION_SEED).permutation(n)
     np.testing.assert_array_equal(WORKLOADS["W2"].permutation(n), expected)
+
+
+def test_multiclass_workload_trains():
+    pytest.importorskip("sklearn")
+    workload = WORKLOADS["W7"]
+    X, y = workload.data(256)
+    network = workload.network()
+    with seeded(1):
+        losses = pyldl.SGD(
+            network, workload.loss_module(), X, y, workload.batch_size, 1e-2, 5, progress=False
+        )
+    assert losses[-1] < 0.5 * losses[0]
+    assert np.mean(np.argmax(network(X), axis=1) == np.argmax(y, axis=1)) > 0.8

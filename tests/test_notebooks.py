@@ -81,6 +81,7 @@ def test_linear_network():
     assert losses[-1] < losses[0]
 
 
+@pytest.mark.slow  # seconds without JIT (NUMBA_DISABLE_JIT=1): hundreds of module calls
 def test_activation_network():
     X, y = gen_arti(sigma=0.1, nbex=200, data_type=1, epsilon=0.02)
     y = np.where(y == -1, 0, 1)
@@ -144,6 +145,7 @@ def test_sequential_network():
     assert losses[-1] < losses[0]
 
 
+@pytest.mark.slow  # seconds without JIT (NUMBA_DISABLE_JIT=1): hundreds of module calls
 def test_multiclass_network():
     digits = sklearn_datasets.load_digits()
     X, y = digits.data[:300], digits.target[:300]
@@ -167,6 +169,7 @@ def test_multiclass_network():
     assert np.mean(y_pred == y_test) > 0.3
 
 
+@pytest.mark.slow  # seconds without JIT (NUMBA_DISABLE_JIT=1): hundreds of module calls
 def test_clustering():
     from sklearn.cluster import KMeans
 

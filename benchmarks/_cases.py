@@ -88,3 +88,84 @@ def skip_if_not_implemented(func, *args):
         return func(*args)
     except NotImplementedError as error:
         pytest.skip(f"not implemented yet: {error}")
+
+
+def hand_epoch(layers, loss, batches, gradient_step):
+    """One epoch of a training loop written by hand, as PyLDL's notebooks do: per batch, every
+    module's zero_grad, forward module by module, the loss and its backward, then from the last
+    module to the first backward_update_gradient and backward_delta, then update_parameters.
+    ``layers``: the network's leaf modules in forward order. Returns the mean batch loss."""
+    losses = []
+    for x, y in batches:
+        for module in layers:
+            module.zero_grad()
+        inputs = []
+        for module in layers:
+            inputs.append(x)
+            x = module.forward(x)
+        losses.append(loss.forward(y, x))
+        delta = loss.backward(y, x)
+        for module, x in zip(reversed(layers), reversed(inputs), strict=True):
+            module.backward_update_gradient(x, delta)
+            delta = module.backward_delta(x, delta)
+        for module in layers:
+            module.update_parameters(gradient_step)
+    return float(np.mean(losses))
+
+
+def bare_network(workload, dtype):
+    """Workload ``workload``'s initial network as plain data for :func:`bare_epoch`: a list
+    holding ``[W, b]`` per Linear layer and the activations' names."""
+    weights = iter(workload.weights())
+    return [
+        [a.astype(dtype) for a in next(weights)] if layer[0] == "linear" else layer
+        for layer in workload.layers
+    ]
+
+
+def bare_epoch(layers, loss, batches, gradient_step):
+    """The NumPy operations of PyLDL (SPEC.md) for one epoch of :func:`hand_epoch`, done bare:
+    no classes, no checks, no conversions. The yardstick the reference's own cost is measured
+    against. ``layers`` from :func:`bare_network` (updated in place), ``loss`` "mse" or "bce"."""
+    from pyldl.reference.losses import bce_epsilon
+
+    losses = []
+    for x, y in batches:
+        gradients = [[np.zeros_like(a) for a in layer] if type(layer) is list else None for layer in layers]
+        inputs = []
+        for layer in layers:
+            inputs.append(x)
+            if type(layer) is list:
+                x = x @ layer[0] + layer[1]
+            elif layer == "Tanh":
+                x = np.tanh(x)
+            elif layer == "Sigmoid":
+                x = 1 / (1 + np.exp(-x))
+            else:
+                x = np.maximum(x, 0)
+        if loss == "mse":
+            losses.append(np.mean(np.sum((y - x) ** 2, axis=1)))
+            delta = -2 * (y - x)
+        else:
+            eps = bce_epsilon(x.dtype)
+            p = np.clip(x, eps, 1 - eps)
+            losses.append(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+            p = np.clip(x, eps, 1 - eps)  # again: forward and backward are two calls
+            delta = (p - y) / (p * (1 - p) * len(y))
+        for layer, gradient, x in zip(reversed(layers), reversed(gradients), reversed(inputs), strict=True):
+            if type(layer) is list:
+                gradient[0] += x.T @ delta
+                gradient[1] += delta.sum(axis=0)
+                delta = delta @ layer[0].T
+            elif layer == "Tanh":
+                delta = delta * (1 - np.tanh(x) ** 2)
+            elif layer == "Sigmoid":
+                s = 1 / (1 + np.exp(-x))
+                delta = delta * s * (1 - s)
+            else:
+                delta = delta * (x > 0)
+        for layer, gradient in zip(layers, gradients, strict=True):
+            if type(layer) is list:
+                layer[0] -= gradient_step * gradient[0]
+                layer[1] -= gradient_step * gradient[1]
+    return float(np.mean(losses))

@@ -15,8 +15,9 @@ except ImportError:  # asv's virtualenvs: the twins are never collected there
 DTYPES = ["float64", "float32"]
 WORKLOAD_KEYS = ["W1", "W2", "W3", "W4", "W5", "W6"]
 
-# Training paths: the compiled whole-epoch loop, pyldl module by module, plain NumPy.
-PATHS = ["fused", "modules", "reference"]
+# Training paths: the compiled whole-epoch loop, pyldl module by module (Trainer), a loop
+# written by hand on pyldl's modules (hand_epoch), plain NumPy.
+PATHS = ["fused", "modules", "hand", "reference"]
 
 # Rows per workload in asv (None: the full data set of WORKLOADS.md). W6 runs at its
 # quick size, 1024 of 8192 rows (4 batches of 256), so one epoch stays under a second;
@@ -69,6 +70,8 @@ def make_trainer(key, path, dtype, n_samples=None):
 
     workload = WORKLOADS[key]
     X, y = workload.data(n_samples)
+    if path == "hand":
+        return HandTrainer(workload, np.dtype(dtype), X, y)
     namespace = pyldl.reference if path == "reference" else pyldl
     return Trainer(
         workload.network(namespace, np.dtype(dtype)),
@@ -80,6 +83,24 @@ def make_trainer(key, path, dtype, n_samples=None):
         order=workload.permutation(len(X)),
         fused=path == "fused",
     )
+
+
+class HandTrainer:
+    """``epoch()`` runs :func:`hand_epoch` on pyldl's modules, from the workload's initial
+    weights on its batches (converted once to ``dtype``), like :func:`make_trainer`'s paths."""
+
+    def __init__(self, workload, dtype, X, y, order=None):
+        import pyldl
+
+        order = workload.permutation(len(X)) if order is None else order
+        X, y = np.ascontiguousarray(X[order], dtype), np.ascontiguousarray(y[order], dtype)
+        step = workload.batch_size
+        self.batches = [(X[i : i + step], y[i : i + step]) for i in range(0, len(X), step)]
+        self.layers = list(workload.network(pyldl, dtype)._leaves())
+        self.loss, self.gradient_step = workload.loss_module(pyldl), workload.gradient_step
+
+    def epoch(self):
+        return hand_epoch(self.layers, self.loss, self.batches, self.gradient_step)
 
 
 def skip_if_not_implemented(func, *args):

@@ -73,19 +73,15 @@ def _batches(X, y, order, batch_size, dtype=None):
 
 class HandRunner:
     """A loop written by hand on pyldl's compiled modules, as PyLDL's notebooks train: every
-    module's methods called one by one (``benchmarks._cases.hand_epoch``)."""
+    module's methods called one by one (``benchmarks._cases.HandTrainer``)."""
 
     def __init__(self, workload, dtype, X, y, order):
-        import pyldl
-        from benchmarks._cases import hand_epoch
+        from benchmarks._cases import HandTrainer
 
-        self.layers = list(workload.network(pyldl, dtype)._leaves())
-        self.loss = workload.loss_module(pyldl)
-        self.batches = _batches(X, y, order, workload.batch_size, dtype)
-        self.step, self._epoch = workload.gradient_step, hand_epoch
+        self.trainer = HandTrainer(workload, dtype, X, y, order)
 
     def epoch(self):
-        return self._epoch(self.layers, self.loss, self.batches, self.step)
+        return self.trainer.epoch()
 
 
 class BareRunner:

@@ -159,6 +159,7 @@ def test_sgd_matches_a_hand_written_loop():
         assert_same_run(run, (expected_losses, [W, b]), np.float64)
 
 
+@pytest.mark.slow  # 15 s without the JIT; the same paths as the matches-the-reference tests
 @pytest.mark.parametrize("key", ["W2", "W3", "W4"])
 def test_workloads_at_reduced_size(key):
     workload = WORKLOADS[key]

@@ -15,8 +15,9 @@ except ImportError:  # asv's virtualenvs: the twins are never collected there
 DTYPES = ["float64", "float32"]
 WORKLOAD_KEYS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7"]
 
-# Training paths: the compiled whole-epoch loop, pyldl module by module, plain NumPy.
-PATHS = ["fused", "modules", "reference"]
+# Training paths: the compiled whole-epoch loop, pyldl module by module (Trainer), a loop
+# written by hand on pyldl's modules (hand_epoch), plain NumPy.
+PATHS = ["fused", "modules", "hand", "reference"]
 
 # Rows per workload in asv (None: the full data set of WORKLOADS.md). W6 runs at its
 # quick size, 1024 of 8192 rows (4 batches of 256), so one epoch stays under a second;
@@ -72,6 +73,8 @@ def make_trainer(key, path, dtype, n_samples=None):
         raise NotImplementedError(f"workload {key} is not in this version of pyldl.workloads")
     workload = WORKLOADS[key]
     X, y = workload.data(n_samples)
+    if path == "hand":
+        return HandTrainer(workload, np.dtype(dtype), X, y)
     namespace = pyldl.reference if path == "reference" else pyldl
     return Trainer(
         workload.network(namespace, np.dtype(dtype)),
@@ -85,9 +88,108 @@ def make_trainer(key, path, dtype, n_samples=None):
     )
 
 
+class HandTrainer:
+    """``epoch()`` runs :func:`hand_epoch` on pyldl's modules, from the workload's initial
+    weights on its batches (converted once to ``dtype``), like :func:`make_trainer`'s paths."""
+
+    def __init__(self, workload, dtype, X, y, order=None):
+        import pyldl
+
+        order = workload.permutation(len(X)) if order is None else order
+        X, y = np.ascontiguousarray(X[order], dtype), np.ascontiguousarray(y[order], dtype)
+        step = workload.batch_size
+        self.batches = [(X[i : i + step], y[i : i + step]) for i in range(0, len(X), step)]
+        self.layers = list(workload.network(pyldl, dtype)._leaves())
+        self.loss, self.gradient_step = workload.loss_module(pyldl), workload.gradient_step
+
+    def epoch(self):
+        return hand_epoch(self.layers, self.loss, self.batches, self.gradient_step)
+
+
 def skip_if_not_implemented(func, *args):
     """``func(*args)``, turning NotImplementedError into a pytest skip (with its message)."""
     try:
         return func(*args)
     except NotImplementedError as error:
         pytest.skip(f"not implemented yet: {error}")
+
+
+def hand_epoch(layers, loss, batches, gradient_step):
+    """One epoch of a training loop written by hand, as PyLDL's notebooks do: per batch, every
+    module's zero_grad, forward module by module, the loss and its backward, then from the last
+    module to the first backward_update_gradient and backward_delta, then update_parameters.
+    ``layers``: the network's leaf modules in forward order. Returns the mean batch loss."""
+    losses = []
+    for x, y in batches:
+        for module in layers:
+            module.zero_grad()
+        inputs = []
+        for module in layers:
+            inputs.append(x)
+            x = module.forward(x)
+        losses.append(loss.forward(y, x))
+        delta = loss.backward(y, x)
+        for module, x in zip(reversed(layers), reversed(inputs), strict=True):
+            module.backward_update_gradient(x, delta)
+            delta = module.backward_delta(x, delta)
+        for module in layers:
+            module.update_parameters(gradient_step)
+    return float(np.mean(losses))
+
+
+def bare_network(workload, dtype):
+    """Workload ``workload``'s initial network as plain data for :func:`bare_epoch`: a list
+    holding ``[W, b]`` per Linear layer and the activations' names."""
+    weights = iter(workload.weights())
+    return [
+        [a.astype(dtype) for a in next(weights)] if layer[0] == "linear" else layer
+        for layer in workload.layers
+    ]
+
+
+def bare_epoch(layers, loss, batches, gradient_step):
+    """The NumPy operations of PyLDL (SPEC.md) for one epoch of :func:`hand_epoch`, done bare:
+    no classes, no checks, no conversions. The yardstick the reference's own cost is measured
+    against. ``layers`` from :func:`bare_network` (updated in place), ``loss`` "mse" or "bce"."""
+    from pyldl.reference.losses import bce_epsilon
+
+    losses = []
+    for x, y in batches:
+        gradients = [[np.zeros_like(a) for a in layer] if type(layer) is list else None for layer in layers]
+        inputs = []
+        for layer in layers:
+            inputs.append(x)
+            if type(layer) is list:
+                x = x @ layer[0] + layer[1]
+            elif layer == "Tanh":
+                x = np.tanh(x)
+            elif layer == "Sigmoid":
+                x = 1 / (1 + np.exp(-x))
+            else:
+                x = np.maximum(x, 0)
+        if loss == "mse":
+            losses.append(np.mean(np.sum((y - x) ** 2, axis=1)))
+            delta = -2 * (y - x)
+        else:
+            eps = bce_epsilon(x.dtype)
+            p = np.clip(x, eps, 1 - eps)
+            losses.append(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+            p = np.clip(x, eps, 1 - eps)  # again: forward and backward are two calls
+            delta = (p - y) / (p * (1 - p) * len(y))
+        for layer, gradient, x in zip(reversed(layers), reversed(gradients), reversed(inputs), strict=True):
+            if type(layer) is list:
+                gradient[0] += x.T @ delta
+                gradient[1] += delta.sum(axis=0)
+                delta = delta @ layer[0].T
+            elif layer == "Tanh":
+                delta = delta * (1 - np.tanh(x) ** 2)
+            elif layer == "Sigmoid":
+                s = 1 / (1 + np.exp(-x))
+                delta = delta * s * (1 - s)
+            else:
+                delta = delta * (x > 0)
+        for layer, gradient in zip(layers, gradients, strict=True):
+            if type(layer) is list:
+                layer[0] -= gradient_step * gradient[0]
+                layer[1] -= gradient_step * gradient[1]
+    return float(np.mean(losses))

@@ -16,11 +16,13 @@ import time
 
 import numpy as np
 
-IMPLEMENTATIONS = ["fused", "modules", "reference", "torch", "jax"]
+IMPLEMENTATIONS = ["fused", "modules", "hand", "reference", "bare", "torch", "jax"]
 LABELS = {
     "fused": "pyldl fused",
     "modules": "pyldl module by module",
+    "hand": "pyldl hand-written loop",
     "reference": "NumPy reference",
+    "bare": "bare NumPy",
     "torch": "PyTorch eager",
     "jax": "JAX jit+scan",
 }
@@ -63,9 +65,39 @@ class PyldlRunner:
         return self.trainer.epoch()
 
 
-def _batches(X, y, order, batch_size):
+def _batches(X, y, order, batch_size, dtype=None):
     X, y = X[order], y[order]
+    if dtype is not None:  # converted once, as Trainer does
+        X, y = np.ascontiguousarray(X, dtype), np.ascontiguousarray(y, dtype)
     return [(X[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(X), batch_size)]
+
+
+class HandRunner:
+    """A loop written by hand on pyldl's compiled modules, as PyLDL's notebooks train: every
+    module's methods called one by one (``benchmarks._cases.HandTrainer``)."""
+
+    def __init__(self, workload, dtype, X, y, order):
+        from benchmarks._cases import HandTrainer
+
+        self.trainer = HandTrainer(workload, dtype, X, y, order)
+
+    def epoch(self):
+        return self.trainer.epoch()
+
+
+class BareRunner:
+    """The NumPy operations of the hand-written loop without classes or checks
+    (``benchmarks._cases.bare_epoch``): what the NumPy reference is measured against."""
+
+    def __init__(self, workload, dtype, X, y, order):
+        from benchmarks._cases import bare_epoch, bare_network
+
+        self.layers = bare_network(workload, dtype)
+        self.batches = _batches(X, y, order, workload.batch_size, dtype)
+        self.loss, self.step, self._epoch = workload.loss, workload.gradient_step, bare_epoch
+
+    def epoch(self):
+        return self._epoch(self.layers, self.loss, self.batches, self.step)
 
 
 class TorchRunner:
@@ -228,6 +260,10 @@ def make_runner(impl, workload, dtype, X, y, order):
     dtype = np.dtype(dtype)
     if impl in ("fused", "modules", "reference"):
         runner = PyldlRunner(impl, workload, dtype, X, y, order)
+    elif impl == "hand":
+        runner = HandRunner(workload, dtype, X, y, order)
+    elif impl == "bare":
+        runner = BareRunner(workload, dtype, X, y, order)
     elif impl == "torch":
         runner = TorchRunner(workload, dtype, X, y, order)
     elif impl == "jax":

@@ -2,9 +2,11 @@
 ``pyldl.workloads``) on each training path, the cold start of a new process, and the loss
 reached after a fixed number of epochs (so that a speed-up that changes results shows up).
 
-Paths: ``fused`` (the compiled whole-epoch loop), ``modules`` (pyldl module by module),
+Paths: ``fused`` (the compiled whole-epoch loop), ``modules`` (pyldl module by module), ``hand``
+(a loop written by hand on pyldl's modules, ``_cases.hand_epoch``),
 ``reference`` (the plain-NumPy classes). All start from the workload's initial weights and
-train on its fixed batches, through :class:`pyldl.optimizers.Trainer`. W6 runs on 1024 of
+train on its fixed batches, through :class:`pyldl.optimizers.Trainer` (``hand``: its own
+loop, ``_cases.HandTrainer``). W6 runs on 1024 of
 its 8192 rows here (``ASV_SAMPLES``); ``python -m benchmarks.compare`` times it in full.
 """
 

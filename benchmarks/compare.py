@@ -1,5 +1,6 @@
-"""W1-W6 side by side: pyldl fused, pyldl module by module, the NumPy reference, PyTorch
-eager and JAX (jit + lax.scan), in float64 and float32, in one run.
+"""W1-W6 side by side: pyldl fused, pyldl module by module (Trainer), a hand-written loop on
+pyldl's modules, the NumPy reference, the same NumPy operations done bare, PyTorch eager and
+JAX (jit + lax.scan), in float64 and float32, in one run.
 
     python -m benchmarks.compare            # full run, a few minutes on 2 cores
     python -m benchmarks.compare --quick    # about a minute: 3 rounds, W5 and W6 on fewer rows
@@ -39,7 +40,7 @@ from pyldl.workloads import WORKLOADS  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 MARKERS = ("<!-- speed-table:start -->", "<!-- speed-table:end -->")
-PYLDL = ("fused", "modules", "reference")  # the implementations that run pyldl's code
+PYLDL = ("fused", "modules", "hand", "reference")  # the implementations that run pyldl's code
 PEERS = ("modules", "reference", "torch", "jax")  # what pyldl fused is compared with
 GEMM_N = 2048
 # --quick trains these on fewer rows, besides W6 (Workload.quick_samples): W5's PyTorch
@@ -311,10 +312,10 @@ def run_cell(args, workers, key, dtype, gemm, notes):
             )
             if dtype in gemm:
                 row["pct_gemm"] = 100 * row["gflops"] / gemm[dtype]["gflops"]
-    basis = rows.get("fused")
-    for row in rows.values():
-        if basis and basis.get("seconds_per_epoch") and row.get("seconds_per_epoch"):
-            row["fused_speedup"] = row["seconds_per_epoch"] / basis["seconds_per_epoch"]
+    for key_name, basis in (("fused_speedup", rows.get("fused")), ("vs_reference", rows.get("reference"))):
+        for row in rows.values():
+            if basis and basis.get("seconds_per_epoch") and row.get("seconds_per_epoch"):
+                row[key_name] = row["seconds_per_epoch"] / basis["seconds_per_epoch"]
     print_cell(list(rows.values()))
     return list(rows.values())
 
@@ -355,7 +356,7 @@ def print_cell(rows):
         f"{first['flops_per_epoch'] / 1e9:.3g} GFLOP per epoch (nominal)"
     )
     header = f"  {'implementation':<24}{'s/epoch':>10}{'epochs/s':>10}{'GFLOP/s':>9}{'% GEMM':>8}"
-    header += f"{'spread':>8}{'1st call s':>11}{'fused x':>9}"
+    header += f"{'spread':>8}{'1st call s':>11}{'fused x':>9}{'NumPy x':>9}"
     print(header)
     for row in rows:
         if not row.get("seconds_per_epoch"):
@@ -366,6 +367,7 @@ def print_cell(rows):
             f"{fmt_number(row['epochs_per_s']):>10}{fmt_number(row['gflops']):>9}"
             f"{fmt_number(row.get('pct_gemm'), 2):>8}{100 * row['spread']:>7.0f}%"
             f"{row['first_call_s']:>11.3f}{fmt_number(row.get('fused_speedup')):>9}"
+            f"{fmt_number(1 / row['vs_reference'] if row.get('vs_reference') else None):>9}"
         )
     print(flush=True)
 
@@ -382,6 +384,8 @@ def markdown_table(report):
     machine, settings = report["machine"], report["settings"]
     impls = [impl for impl in IMPLEMENTATIONS if any(r["impl"] == impl for r in report["results"])]
     peers = [impl for impl in PEERS if impl in impls]
+    # the hand-written loop's speed-up over the reference, and the reference's cost over bare NumPy
+    yardsticks = [impl for impl in ("hand", "bare") if impl in impls and "reference" in impls]
     gemm = ", ".join(f"{d} {g['gflops']:.0f} GFLOP/s" for d, g in report["gemm"].items())
     spreads = [r["spread"] for r in report["results"] if r.get("spread") is not None]
     lines = [
@@ -401,8 +405,11 @@ def markdown_table(report):
         + " | ".join(LABELS[i] for i in impls)
         + " | fused % of GEMM | "
         + " | ".join(f"fused vs {short(i)}" for i in peers)
+        + "".join(
+            {"hand": " | hand-written vs NumPy", "bare": " | NumPy reference / bare"}[i] for i in yardsticks
+        )
         + " |",
-        "|---|---|" + "---:|" * (len(impls) + 1 + len(peers)),
+        "|---|---|" + "---:|" * (len(impls) + 1 + len(peers) + len(yardsticks)),
     ]
     for (key, dtype), rows in by_cell(report).items():
         cells = []
@@ -413,6 +420,9 @@ def markdown_table(report):
         fused = rows.get("fused", {})
         cells.append(fmt_number(fused.get("pct_gemm"), 2) + ("%" if fused.get("pct_gemm") else ""))
         cells += [speedup(rows.get(i, {}).get("fused_speedup")) for i in peers]
+        for impl in yardsticks:  # reference s / hand s, reference s / bare s
+            ratio = rows.get(impl, {}).get("vs_reference")
+            cells.append(speedup(ratio and 1 / ratio))
         row = next(iter(rows.values()))
         label = f"{key} {row['name']}" + (f" ({row['samples']} rows)" if row["reduced"] else "")
         lines.append(f"| {label} | {dtype} | " + " | ".join(cells) + " |")

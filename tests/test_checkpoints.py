@@ -253,6 +253,29 @@ def test_save_without_proc_or_folder_fsync(tmp_path, path, monkeypatch):
     assert os.listdir(tmp_path) == [path.name]
 
 
+def test_save_fsyncs_the_temporary_file_before_the_rename(tmp_path, path, monkeypatch):
+    calls = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        calls.append(("fsync", os.fstat(fd).st_ino))
+        return real_fsync(fd)
+
+    def replace(source, target):
+        calls.append(("replace", os.stat(source).st_ino))
+        return real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    pyldl.save(Linear(2, 2), path)
+    monkeypatch.undo()
+    renamed = [i for i, (name, _) in enumerate(calls) if name == "replace"]
+    assert len(renamed) == 1
+    inode = calls[renamed[0]][1]
+    assert ("fsync", inode) in calls[: renamed[0]]  # the file's data is on disk before its name
+    assert path.stat().st_ino == inode
+
+
 def test_failed_write_removes_its_temporary_file(tmp_path, path, monkeypatch):
     pyldl.save(Linear(2, 2), path)
     before = path.read_bytes()

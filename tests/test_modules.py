@@ -431,3 +431,22 @@ def test_linear_matches_reference_property(case):
     assert_close(fast._gradient, slow._gradient, "op", dtype)
     if bias:
         assert_close(fast._gradient_bias, slow._gradient_bias, "op", dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_linear_with_no_inputs_outputs_its_bias(namespace, dtype):
+    """An inner dimension of 0 (``_parameters`` of shape (0, k), assigned): the product is
+    empty, so gemm must still apply beta (forward: the bias; gradients: unchanged)."""
+    layer = namespace.Linear(2, 3, dtype=dtype)
+    layer._parameters = np.zeros((0, 3))
+    layer._bias = np.array([[0.5, -1.0, 2.0]])
+    X, delta = np.zeros((4, 0), dtype), np.ones((4, 3), dtype)
+    out = layer.forward(X)
+    assert out.shape == (4, 3) and out.dtype == dtype
+    np.testing.assert_array_equal(out, np.broadcast_to(layer._bias, (4, 3)))
+    layer.zero_grad()
+    layer.backward_update_gradient(X, delta)
+    layer.backward_update_gradient(X, delta)
+    np.testing.assert_array_equal(layer._gradient_bias, np.full((1, 3), 8, dtype))
+    assert layer._gradient.shape == (0, 3)
+    assert layer.backward_delta(X, delta).shape == (4, 0)

@@ -196,6 +196,7 @@ def test_sgd_matches_a_hand_written_loop():
         assert_same_run(run, (expected_losses, [W, b]), np.float64)
 
 
+@pytest.mark.slow  # 15 s without the JIT; the same paths as the matches-the-reference tests
 @pytest.mark.parametrize("key", ["W2", "W3", "W4"])
 def test_workloads_at_reduced_size(key):
     workload = WORKLOADS[key]
@@ -542,3 +543,44 @@ def test_vectorised_log_is_accurate(float_type):
     exact = np.log(x[:-1].astype(np.longdouble))
     ulps = np.abs(out[:-1] - exact) / np.spacing(np.abs(exact).astype(float_type))
     assert ulps.max() <= 1.0
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_linear_reassigned_wider_between_epochs(path):
+    """The work buffer's rows are recomputed when a Linear is rebound to a wider output."""
+    X, y = data(30)
+    runs = []
+    for ns, kwargs in [(ref, {}), (pyldl, PATHS[path])]:
+        network = build(mlp, ns, np.float64)
+        with seeded(5):
+            trainer = Trainer(network, ns.MSELoss(), X, y, 8, 0.1, **kwargs)
+        losses = [trainer.epoch()]
+        first, second = [m for m in optimizers._modules(network) if isinstance(m, ref.Linear)][:2]
+        rs = np.random.RandomState(7)
+        first._parameters = rs.uniform(-0.5, 0.5, (first._parameters.shape[0], 40))
+        first._bias = rs.uniform(-0.5, 0.5, (1, 40))
+        second._parameters = rs.uniform(-0.5, 0.5, (40, second._parameters.shape[1]))
+        losses.append(trainer.epoch())
+        runs.append((losses, [p.copy() for p in parameters(network)]))
+    assert runs[1][1][0].shape[1] == 40
+    assert_same_run(runs[1], runs[0], np.float64)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_snapshot_grows_when_a_bias_is_assigned(path):
+    """Trainer(snapshot=True) on a Linear without bias, then ``_bias`` assigned: restore()
+    puts back every parameter of the epoch's start, the new bias included."""
+    X, y = data(30)
+    with seeded(0):
+        network = pyldl.Sequential(pyldl.Linear(4, 3, bias=False), pyldl.Sigmoid())
+    with seeded(5):
+        trainer = Trainer(network, pyldl.MSELoss(), X, y, 8, 0.1, snapshot=True, **PATHS[path])
+    trainer.epoch()
+    network._modules[0]._bias = np.full((1, 3), 0.25)
+    before = [p.copy() for p in parameters(network)]
+    trainer.epoch()
+    assert not np.array_equal(network._modules[0]._bias, before[1])
+    trainer.restore()
+    assert len(parameters(network)) == 2
+    for p, q in zip(parameters(network), before, strict=True):
+        np.testing.assert_array_equal(p, q)

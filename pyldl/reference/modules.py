@@ -46,13 +46,36 @@ class Linear(Module):
         dtype = "" if self._dtype == np.float64 else f", dtype={self._dtype.name}"
         return f"Linear({n_in} -> {n_out}{bias}{dtype})"
 
+    # the arrays _weights last validated, with their shapes: (W, b, W.shape, b.shape or None)
+    _checked = (None, None, None, None)
+
     def _weights(self):
-        """The current weights and bias as C-contiguous arrays of the layer's dtype.
+        """The current weights and bias as C-contiguous, writeable arrays of the layer's dtype.
 
         Users may assign ``_parameters`` / ``_bias`` (any real dtype, a 1-D bias): such an
-        array is converted once and stored back on the attribute.
+        array is converted once and stored back on the attribute. The arrays of the last
+        call are checked again only for what can change in place: shape, dtype and flags.
         """
         W, b = self._parameters, self._bias
+        checked_W, checked_b, W_shape, b_shape = self._checked
+        if (
+            W is checked_W
+            and b is checked_b
+            and W.shape == W_shape
+            and W.dtype is self._dtype
+            and W.flags.writeable
+            and W.flags.c_contiguous
+            and (
+                b is None
+                or (
+                    b.shape == b_shape
+                    and b.dtype is self._dtype
+                    and b.flags.writeable
+                    and b.flags.c_contiguous
+                )
+            )
+        ):
+            return W, b
         if not (type(W) is np.ndarray and W.dtype == self._dtype and W.flags.c_contiguous):
             W = self._parameters = as_float_array(W, "_parameters", self._dtype)
         if W.ndim != 2:
@@ -69,6 +92,7 @@ class Linear(Module):
             b = self._bias = b.reshape(1, W.shape[1])
         if not W.flags.writeable or (b is not None and not b.flags.writeable):
             raise ValueError(f"{self!r} has read-only parameters: they cannot be trained")
+        self._checked = (W, b, W.shape, None if b is None else b.shape)
         return W, b
 
     def _gradients(self, W, b):
@@ -89,6 +113,8 @@ class Linear(Module):
 
     def _input(self, X, W, name="X"):
         X = as_float_array(X, name, W.dtype)
+        if X.ndim == 2 and X.shape[1] == W.shape[0]:
+            return X
         check_2d(X, name)
         if X.shape[1] != W.shape[0]:
             raise DimensionMismatchError(
@@ -100,6 +126,8 @@ class Linear(Module):
 
     def _delta(self, delta, W, rows):
         delta = as_float_array(delta, "delta", W.dtype)
+        if delta.ndim == 2 and delta.shape[1] == W.shape[1] and (rows is None or len(rows) == len(delta)):
+            return delta
         check_2d(delta, "delta")
         if delta.shape[1] != W.shape[1]:
             raise DimensionMismatchError(

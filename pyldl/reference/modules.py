@@ -348,8 +348,8 @@ class MaxPool1D(Module):
 
 class Flatten(Module):
     """(N, L, C) -> (N, L * C) in C order (any (N, ...) input: the rest flattened); backward
-    reshapes delta back to the input's shape. Floats keep their dtype, others become float64.
-    No parameters."""
+    reshapes delta (any shape of N rows and as many elements) back to the input's shape. Floats
+    keep their dtype, others become float64. No parameters."""
 
     def __repr__(self):
         return "Flatten()"
@@ -366,6 +366,6 @@ class Flatten(Module):
     def backward_delta(self, input, delta):
         input = as_float_array(input, "input")
         delta = as_float_array(delta, "delta", input.dtype)
-        expected = (input.shape[0], math.prod(input.shape[1:]))
-        check_delta(delta, expected)
+        if delta.size != input.size or delta.shape[:1] != input.shape[:1]:  # any shape, as a reshape
+            check_delta(delta, (input.shape[0], math.prod(input.shape[1:])))
         return delta.reshape(input.shape)

@@ -4,6 +4,8 @@ Sequences are C-contiguous (batch, length, channels) arrays, so the window of ou
 ``d`` is the contiguous run ``X[b].ravel()[d * stride * channels :][: k_size * channels]``.
 """
 
+import numpy as np
+
 from ._blas import gemm
 from ._numba import jit
 
@@ -171,13 +173,19 @@ def maxpool1d_backward_delta(X, delta, k_size, stride, out):
     X (N, L, C), delta (N, d_out, C), out (N, L, C).
     """
     out[...] = 0
+    channels = X.shape[2]
+    best, at = np.empty(channels, X.dtype), np.empty(channels, np.intp)
     for b in range(delta.shape[0]):
         for d in range(delta.shape[1]):
             start = d * stride
-            for c in range(delta.shape[2]):
-                best, at = X[b, start, c], start
-                for k in range(1, k_size):
-                    value = X[b, start + k, c]
-                    if best == best and not value <= best:
-                        best, at = value, start + k
-                out[b, at, c] += delta[b, d, c]
+            best[:] = X[b, start]
+            at[:] = start
+            for k in range(1, k_size):  # channels innermost (W8's pool: 138 -> 78 us)
+                window = X[b, start + k]
+                for c in range(channels):
+                    value, top = window[c], best[c]
+                    take = top == top and not value <= top
+                    best[c] = value if take else top
+                    at[c] = start + k if take else at[c]
+            for c in range(channels):
+                out[b, at[c], c] += delta[b, d, c]

@@ -10,7 +10,7 @@ from .checkpoints import load, save
 from .exceptions import CheckpointError, DimensionMismatchError, DivergenceError, DTypeError
 from .layers import AutoEncoder, Sequential
 from .losses import BCELoss, CrossEntropyLoss, MSELoss
-from .modules import Linear
+from .modules import Conv1D, Flatten, Linear, MaxPool1D
 from .optimizers import SGD, Optim
 from .utils import create_minibatches, encode_one_hot, gen_arti, load_usps
 
@@ -22,12 +22,15 @@ __all__ = [
     "BCELoss",
     "CrossEntropyLoss",
     "CheckpointError",
+    "Conv1D",
     "DimensionMismatchError",
     "DivergenceError",
     "DTypeError",
+    "Flatten",
     "Linear",
     "Loss",
     "MSELoss",
+    "MaxPool1D",
     "Module",
     "Optim",
     "ReLU",

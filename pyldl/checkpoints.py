@@ -5,13 +5,15 @@ The file is an ordinary, uncompressed NumPy ``.npz`` archive that holds no pickl
 - ``architecture``: a JSON string, ``{"format": "pyldl-checkpoint", "version": 1,
   "pyldl": <version that wrote it>, "network": <node>}``. A node is
   ``{"type": "Linear", "in_features": I, "out_features": O, "bias": true, "dtype": "float32"}``,
-  ``{"type": "Tanh"}`` (Sigmoid, Softmax and ReLU alike),
+  ``{"type": "Conv1D", "k_size": K, "chan_in": I, "chan_out": O, "stride": S, "bias": true,
+  "dtype": "float64"}``, ``{"type": "MaxPool1D", "k_size": K, "stride": S}``,
+  ``{"type": "Tanh"}`` (Sigmoid, Softmax, ReLU and Flatten alike),
   ``{"type": "Sequential", "modules": [<node>, ...]}`` or
   ``{"type": "AutoEncoder", "encoder": <node>, "decoder": <node>}``. Nodes are numbered in
   pre-order; a module that appears again in the network (a shared layer) is written as
   ``{"same_as": k}``, k being the number of its first appearance.
-- ``module{k}._parameters`` and ``module{k}._bias``: the arrays of the Linear layer numbered k,
-  in the layer's dtype.
+- ``module{k}._parameters`` and ``module{k}._bias``: the arrays of the Linear or Conv1D layer
+  numbered k, in the layer's dtype.
 
 Only pyldl's built-in modules can be saved, and ``load`` builds only those, by name from a
 fixed table: a checkpoint can never run code. Every other file (truncated, foreign,
@@ -31,7 +33,7 @@ from .activations import ReLU, Sigmoid, Softmax, Tanh
 from .base import Module
 from .exceptions import CheckpointError
 from .layers import AutoEncoder, Sequential
-from .modules import Linear
+from .modules import Conv1D, Flatten, Linear, MaxPool1D
 
 __all__ = ["load", "save"]
 
@@ -42,6 +44,9 @@ _ARCHITECTURE = "architecture"
 # The only classes a checkpoint can hold; load() builds nothing else.
 _CLASSES = {
     "Linear": Linear,
+    "Conv1D": Conv1D,
+    "MaxPool1D": MaxPool1D,
+    "Flatten": Flatten,
     "Tanh": Tanh,
     "Sigmoid": Sigmoid,
     "Softmax": Softmax,
@@ -52,9 +57,13 @@ _CLASSES = {
 _NAMES = {cls: name for name, cls in _CLASSES.items()}
 _FIELDS = {
     "Linear": {"type", "in_features", "out_features", "bias", "dtype"},
+    "Conv1D": {"type", "k_size", "chan_in", "chan_out", "stride", "bias", "dtype"},
+    "MaxPool1D": {"type", "k_size", "stride"},
     "Sequential": {"type", "modules"},
     "AutoEncoder": {"type", "encoder", "decoder"},
 }
+# the fields that give the weights' shape, in order
+_WEIGHT_AXES = {"Linear": ("in_features", "out_features"), "Conv1D": ("k_size", "chan_in", "chan_out")}
 _DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 
 
@@ -67,7 +76,8 @@ def save(network, path):
 
     Raises:
         TypeError: the network holds a module that is not one of pyldl's built-in classes
-            (Linear, Tanh, Sigmoid, Softmax, ReLU, Sequential, AutoEncoder); nothing is written.
+            (Linear, Conv1D, MaxPool1D, Flatten, Tanh, Sigmoid, Softmax, ReLU, Sequential,
+            AutoEncoder); nothing is written.
     """
     from . import __version__
 
@@ -118,18 +128,17 @@ def _describe(module, arrays, seen, active):
         return {"same_as": seen[key]}
     index = seen[key] = len(seen)
     active.add(key)
-    if name == "Linear":
+    if name in _WEIGHT_AXES:
         W, b = module._weights()
         arrays[f"module{index}._parameters"] = W
         if b is not None:
             arrays[f"module{index}._bias"] = b
-        node = {
-            "type": name,
-            "in_features": W.shape[0],
-            "out_features": W.shape[1],
-            "bias": b is not None,
-            "dtype": W.dtype.name,
-        }
+        node = {"type": name, **dict(zip(_WEIGHT_AXES[name], W.shape, strict=True))}
+        if name == "Conv1D":
+            node["stride"] = module._stride
+        node.update(bias=b is not None, dtype=W.dtype.name)
+    elif name == "MaxPool1D":
+        node = {"type": name, "k_size": module._k_size, "stride": module._stride}
     elif name == "AutoEncoder":
         node = {
             "type": name,
@@ -296,8 +305,12 @@ class _Reader:
             self.fail(f"{name} has fields {sorted(node)}, expected {sorted(expected)}")
         index = len(self.nodes)
         self.nodes.append(None)
-        if name == "Linear":
-            module = self.linear(node, index)
+        if name in _WEIGHT_AXES:
+            module = self.weighted(name, node, index)
+        elif name == "MaxPool1D":
+            if not (_is_count(node["k_size"], 1) and _is_count(node["stride"], 1)):
+                self.fail(f"MaxPool1D has invalid settings {node}")
+            module = MaxPool1D(node["k_size"], node["stride"])
         elif name == "Sequential":
             if not isinstance(node["modules"], list):
                 self.fail("Sequential 'modules' is not a list")
@@ -309,19 +322,25 @@ class _Reader:
         self.nodes[index] = module
         return module
 
-    def linear(self, node, index):
-        n_in, n_out = node["in_features"], node["out_features"]
+    def weighted(self, name, node, index):
+        shape = tuple(node[axis] for axis in _WEIGHT_AXES[name])
         bias, dtype = node["bias"], node["dtype"]
-        if not (_is_count(n_in) and _is_count(n_out) and type(bias) is bool and dtype in _DTYPES):
-            self.fail(f"Linear has invalid settings {node}")
+        stride = node.get("stride", 1)
+        smallest = 1 if name == "Conv1D" else 0  # a Conv1D needs a kernel and channels
+        sizes_ok = all(_is_count(n, smallest) for n in shape) and _is_count(stride, 1)
+        if not (sizes_ok and type(bias) is bool and dtype in _DTYPES):
+            self.fail(f"{name} has invalid settings {node}")
         dtype = _DTYPES[dtype]
-        weights = self.array(f"module{index}._parameters", (n_in, n_out), dtype)
-        b = self.array(f"module{index}._bias", (1, n_out), dtype) if bias else None
-        # A 1x1 layer whose arrays are then replaced (as SPEC lets users do): loading neither
-        # draws in*out random numbers nor moves NumPy's global random state.
+        weights = self.array(f"module{index}._parameters", shape, dtype)
+        b = self.array(f"module{index}._bias", (1, shape[-1]), dtype) if bias else None
+        # A layer of size 1 whose arrays are then replaced (as SPEC lets users do): loading
+        # neither draws its random numbers nor moves NumPy's global random state.
         state = np.random.get_state()
         try:
-            layer = Linear(1, 1, bias=bias, dtype=dtype)
+            if name == "Conv1D":
+                layer = Conv1D(1, 1, 1, stride, bias=bias, dtype=dtype)
+            else:
+                layer = Linear(1, 1, bias=bias, dtype=dtype)
         finally:
             np.random.set_state(state)
         layer._parameters, layer._bias = weights, b
@@ -329,5 +348,5 @@ class _Reader:
         return layer
 
 
-def _is_count(value):
-    return type(value) is int and value >= 0
+def _is_count(value, smallest=0):
+    return type(value) is int and value >= smallest

@@ -26,6 +26,7 @@ from .reference import losses as reference_losses
 from .reference import modules as reference_modules
 from .reference import optimizers as reference
 from .reference.losses import bce_epsilon
+from .reference.modules import SEQUENCE
 
 __all__ = ["SGD", "Optim", "Trainer"]
 
@@ -58,11 +59,20 @@ def _arrays(network):
 
 
 def _normalize_weights(network):
-    """Convert user-assigned weights of every Linear once (``Linear._weights`` stores them back),
-    so that the arrays seen before training are the ones training updates."""
+    """Convert user-assigned weights of every Linear and Conv1D once (``_weights`` stores them
+    back), so that the arrays seen before training are the ones training updates."""
     for module in _modules(network):
-        if isinstance(module, reference_modules.Linear):
+        if isinstance(module, reference_modules.Weighted):
             module._weights()
+
+
+def _first_leaf(network):
+    while isinstance(network, Sequential) and network._modules:
+        network = network._modules[0]
+    return network
+
+
+_SEQUENCE_MODULES = (reference_modules.Conv1D, reference_modules.MaxPool1D, reference_modules.Flatten)
 
 
 def _dtype(network):
@@ -79,7 +89,13 @@ def _check_training_args(network, X, y, batch_size, gradient_step, n_iter, dtype
     y = as_float_array(y, "y", dtype)
     if y.ndim == 1:
         y = y.reshape(-1, 1)
-    check_2d(X, "X")
+    first = _first_leaf(network)
+    if not isinstance(first, _SEQUENCE_MODULES):
+        check_2d(X, "X")
+    elif X.ndim != 3:
+        name = type(first).__name__
+        message = f"X must be 3-D {SEQUENCE} for a network that starts with {name}, got {X.ndim}-D"
+        raise DimensionMismatchError(SEQUENCE, X.shape, message)
     check_2d(y, "y")
     check_same_rows(X, y, "X", "y")
     if len(X) == 0:

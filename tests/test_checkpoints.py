@@ -14,9 +14,22 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import seeded
 
 import pyldl
-from pyldl import AutoEncoder, Linear, ReLU, Sequential, Sigmoid, Softmax, Tanh, checkpoints
+from pyldl import (
+    AutoEncoder,
+    Conv1D,
+    Flatten,
+    Linear,
+    MaxPool1D,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Softmax,
+    Tanh,
+    checkpoints,
+)
 from pyldl.exceptions import CheckpointError
 
 # name -> a function building a network of the given dtype (input width 3)
@@ -89,6 +102,53 @@ def test_round_trip_is_exact(name, dtype, path):
     out, expected = loaded(X), network(X)
     assert out.dtype == expected.dtype == dtype
     assert out.tobytes() == expected.tobytes()
+
+
+# name -> a convolutional network of the given dtype, for inputs (batch, 7, 2)
+CONV_NETWORKS = {
+    "conv": lambda dt: Sequential(
+        Conv1D(3, 2, 4, 2, dtype=dt), ReLU(), MaxPool1D(2, 1), Flatten(), Linear(8, 3, dtype=dt)
+    ),
+    "conv-no-bias": lambda dt: Sequential(
+        Conv1D(2, 2, 3, bias=False, dtype=dt), Conv1D(3, 3, 1, 3, dtype=dt), Flatten(), Sigmoid()
+    ),
+}
+
+
+@pytest.mark.parametrize("name", CONV_NETWORKS)
+def test_convolutional_round_trip_trains_like_the_original(name, dtype, path):
+    np.random.seed(2)
+    network = CONV_NETWORKS[name](dtype)
+    pyldl.save(network, path)
+    loaded = pyldl.load(path)
+    assert_same_network(loaded, network)
+    X = np.random.uniform(-1, 1, (6, 7, 2)).astype(dtype)
+    assert loaded(X).tobytes() == network(X).tobytes()
+    y = np.random.uniform(0, 1, network(X).shape)
+    losses = []
+    for net in (network, loaded):
+        with seeded(5):  # the same permutation
+            losses.append(pyldl.SGD(net, pyldl.MSELoss(), X, y, 2, 0.1, 3, progress=False))
+    assert losses[0] == losses[1]
+    assert_same_network(loaded, network)
+
+
+def test_convolutional_settings_are_checked(path):
+    pyldl.save(Sequential(Conv1D(3, 2, 4, 2), MaxPool1D(2, 1)), path)
+    with np.load(path) as archive:
+        assert archive["module1._parameters"].shape == (3, 2, 4)
+    for index, key, value, fragment in [
+        (0, "stride", 0, "Conv1D has invalid settings"),
+        (0, "k_size", 0, "Conv1D has invalid settings"),
+        (0, "chan_in", 3, r"shape \(3, 2, 4\), the architecture says \(3, 3, 4\)"),
+        (1, "stride", 1.5, "MaxPool1D has invalid settings"),
+        (1, "k_size", -1, "MaxPool1D has invalid settings"),
+        (1, "padding", 0, "MaxPool1D has fields"),
+    ]:
+        pyldl.save(Sequential(Conv1D(3, 2, 4, 2), MaxPool1D(2, 1)), path)
+        rewrite(path, set_node(key, value, index))
+        with pytest.raises(CheckpointError, match=fragment):
+            pyldl.load(path)
 
 
 @pytest.mark.parametrize("name", ["sequential", "autoencoder-in-sequential"])

@@ -35,6 +35,18 @@ def first(net):
     return net._modules[0]
 
 
+SEQUENCES = np.linspace(-1, 1, 40).reshape(4, 5, 2)  # (batch, length, channels)
+
+
+def conv():
+    return pyldl.Conv1D(3, 2, 4, 2)
+
+
+def conv_sgd(X=SEQUENCES):
+    net = pyldl.Sequential(conv(), pyldl.Flatten(), pyldl.Linear(8, 2))
+    return sgd(net, X=X, y=Y[:4])
+
+
 # id -> (call on a fresh network Sequential(Linear(3, 2), Sigmoid()), exception, message fragment)
 CASES = {
     "forward 1-D X": (lambda n: n(X[0]), DimensionMismatchError, "X must be 2-D"),
@@ -135,6 +147,51 @@ CASES = {
         "BCELoss targets",
     ),
     "Optim.step y width": (lambda n: step(n, y=X), DimensionMismatchError, "network's output"),
+    "Conv1D 2-D X": (lambda n: conv()(X), DimensionMismatchError, "X must be 3-D (batch, length, channels)"),
+    "Conv1D channels": (lambda n: conv()(SEQUENCES[:, :, :1]), DimensionMismatchError, "X has 1 channels"),
+    "Conv1D short sequence": (
+        lambda n: conv()(SEQUENCES[:, :2]),
+        DimensionMismatchError,
+        "X has length 2, shorter than the kernel (3)",
+    ),
+    "Conv1D delta shape": (
+        lambda n: conv().backward_delta(SEQUENCES, np.ones((4, 3, 4))),
+        DimensionMismatchError,
+        "delta must have the shape of the output",
+    ),
+    "Conv1D gradient delta shape": (
+        lambda n: conv().backward_update_gradient(SEQUENCES, np.ones((4, 2, 3))),
+        DimensionMismatchError,
+        "Expected dimensions (4, 2, 4)",
+    ),
+    "Conv1D k_size 0": (lambda n: pyldl.Conv1D(0, 1, 2), ValueError, "k_size must be a positive integer"),
+    "Conv1D k_size float": (
+        lambda n: pyldl.Conv1D(2.0, 1, 2),
+        ValueError,
+        "k_size must be a positive integer",
+    ),
+    "Conv1D stride 0": (lambda n: pyldl.Conv1D(3, 1, 2, 0), ValueError, "stride must be a positive integer"),
+    "Conv1D stride negative": (lambda n: pyldl.Conv1D(3, 1, 2, -1), ValueError, "stride"),
+    "Conv1D chan_out 0": (lambda n: pyldl.Conv1D(3, 1, 0), ValueError, "chan_out"),
+    "MaxPool1D 2-D X": (lambda n: pyldl.MaxPool1D(2, 2)(X), DimensionMismatchError, "X must be 3-D"),
+    "MaxPool1D short sequence": (
+        lambda n: pyldl.MaxPool1D(6, 1)(SEQUENCES),
+        DimensionMismatchError,
+        "shorter than the kernel (6)",
+    ),
+    "MaxPool1D delta shape": (
+        lambda n: pyldl.MaxPool1D(2, 2).backward_delta(SEQUENCES, SEQUENCES),
+        DimensionMismatchError,
+        "delta must have the shape of the output",
+    ),
+    "MaxPool1D k_size negative": (lambda n: pyldl.MaxPool1D(-2, 1), ValueError, "k_size"),
+    "MaxPool1D stride bool": (lambda n: pyldl.MaxPool1D(2, True), ValueError, "stride"),
+    "SGD conv net 2-D X": (
+        lambda n: conv_sgd(X=SEQUENCES.reshape(4, 10)),
+        DimensionMismatchError,
+        "X must be 3-D (batch, length, channels) for a network that starts with Conv1D",
+    ),
+    "SGD conv net channels": (lambda n: conv_sgd(X=SEQUENCES[:, :, :1]), DimensionMismatchError, "channels"),
     "read-only parameters, module by module": (
         lambda n: (first(n)._parameters.setflags(write=False), first(n).forward(X)),
         ValueError,

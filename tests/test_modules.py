@@ -450,3 +450,305 @@ def test_linear_with_no_inputs_outputs_its_bias(namespace, dtype):
     np.testing.assert_array_equal(layer._gradient_bias, np.full((1, 3), 8, dtype))
     assert layer._gradient.shape == (0, 3)
     assert layer.backward_delta(X, delta).shape == (4, 0)
+
+
+# ================================================================ Conv1D, MaxPool1D, Flatten
+
+# (batch, length, chan_in, chan_out): batch 1, several channel counts; with every stride and
+# kernel size below, some lengths leave positions that no window reaches
+SEQUENCE_SHAPES = [(1, 7, 1, 2), (3, 11, 2, 3), (2, 9, 3, 1)]
+SEQUENCE_IDS = [f"{n}x{length}x{i}->{o}" for n, length, i, o in SEQUENCE_SHAPES]
+STRIDES = [1, 2, 3]
+K_SIZES = [1, 2, 3, 4, 5]
+
+
+def make_conv(cls, k_size, chan_in, chan_out, stride=1, dtype=np.float64, bias=True, seed=0):
+    with seeded(seed):
+        return cls(k_size, chan_in, chan_out, stride, bias=bias, dtype=dtype)
+
+
+def d_out(length, k_size, stride):
+    return (length - k_size) // stride + 1
+
+
+@pytest.mark.parametrize("stride", STRIDES)
+@pytest.mark.parametrize("k_size", K_SIZES)
+@pytest.mark.parametrize(("n", "length", "chan_in", "chan_out"), SEQUENCE_SHAPES, ids=SEQUENCE_IDS)
+def test_conv1d_matches_reference(n, length, chan_in, chan_out, k_size, stride, dtype, rng):
+    bias = k_size != 2  # both kinds, without doubling the cases
+    fast = make_conv(pyldl.Conv1D, k_size, chan_in, chan_out, stride, dtype, bias)
+    slow = make_conv(ref.Conv1D, k_size, chan_in, chan_out, stride, dtype, bias)
+    X, delta, grad0, grad_b0 = arrays(
+        rng,
+        dtype,
+        (n, length, chan_in),
+        (n, d_out(length, k_size, stride), chan_out),
+        fast._gradient.shape,
+        (1, chan_out),
+    )
+    assert_close(fast(X), slow(X), "op", dtype)
+    assert_close(fast.backward_delta(X, delta), slow.backward_delta(X, delta), "op", dtype)
+    for layer in (fast, slow):  # gradients accumulate onto what is there
+        layer._gradient, layer._gradient_bias = grad0.copy(), grad_b0.copy() if bias else None
+        layer.backward_update_gradient(X, delta)
+    assert_close(fast._gradient, slow._gradient, "op", dtype)
+    if bias:
+        assert_close(fast._gradient_bias, slow._gradient_bias, "op", dtype)
+    for layer in (fast, slow):
+        layer.update_parameters(0.1)
+    assert_close(fast._parameters, slow._parameters, "op", dtype)
+    if bias:
+        assert_close(fast._bias, slow._bias, "op", dtype)
+    else:
+        assert fast._bias is None and fast._gradient_bias is None
+
+
+@pytest.mark.parametrize("stride", STRIDES)
+@pytest.mark.parametrize("k_size", [1, 3, 4])
+def test_conv1d_kernels_write_every_element(k_size, stride, dtype, rng):
+    n, length, chan_in, chan_out = 2, 10, 2, 3
+    X, W, b = arrays(rng, dtype, (n, length, chan_in), (k_size, chan_in, chan_out), (1, chan_out))
+    length_out = d_out(length, k_size, stride)
+    delta = rng.standard_normal((n, length_out, chan_out)).astype(dtype)
+    layer = make_conv(ref.Conv1D, k_size, chan_in, chan_out, stride, dtype)
+    layer._parameters, layer._bias = W, b
+    cols = np.full((n * length_out, k_size * chan_in), np.nan, dtype)
+    out = np.full((n, length_out, chan_out), np.nan, dtype)
+    kernels.conv1d_forward(X, W, b, stride, cols, out)
+    assert_close(out, layer.forward(X), "op", dtype)
+    kernels.conv1d_forward(X, W, None, stride, cols, out)
+    assert_close(out, layer.forward(X) - b, "op", dtype)
+    out = np.full((n, length, chan_in), np.nan, dtype)
+    kernels.conv1d_backward_delta(delta, W, stride, cols, out)
+    assert_close(out, layer.backward_delta(X, delta), "op", dtype)
+
+
+@pytest.mark.parametrize("stride", STRIDES)
+@pytest.mark.parametrize("k_size", K_SIZES)
+@pytest.mark.parametrize(("n", "length", "channels", "_"), SEQUENCE_SHAPES, ids=SEQUENCE_IDS)
+def test_maxpool1d_matches_reference(n, length, channels, _, k_size, stride, dtype, rng):
+    fast, slow = pyldl.MaxPool1D(k_size, stride), ref.MaxPool1D(k_size, stride)
+    X = rng.standard_normal((n, length, channels)).astype(dtype)
+    delta = rng.standard_normal((n, d_out(length, k_size, stride), channels)).astype(dtype)
+    assert_close(fast(X), slow(X), "op", dtype)
+    assert_close(fast.backward_delta(X, delta), slow.backward_delta(X, delta), "op", dtype)
+    fast.backward_update_gradient(X, delta)  # nothing to accumulate
+    fast.update_parameters(0.1)
+    assert fast._parameters is None and fast._gradient is None
+
+
+def test_maxpool1d_ties_and_nan_like_the_reference(namespace, dtype):
+    pool = namespace.MaxPool1D(2, 1)
+    X = np.array([[[3.0, 1.0], [3.0, np.nan], [1.0, 2.0], [np.nan, 2.0]]], dtype)
+    delta = np.array([[[1.0, 10.0], [2.0, 20.0], [4.0, 40.0]]], dtype)
+    expected = ref.MaxPool1D(2, 1)
+    with no_warnings():
+        out = pool(X)
+        assert_close(out, expected(X), "op", dtype)
+        np.testing.assert_array_equal(out[0], [[3, np.nan], [3, np.nan], [np.nan, 2]])
+        back = pool.backward_delta(X, delta)
+    # first maximum on ties (row 0 of window 0, row 2 of the last channel-1 window), first NaN
+    np.testing.assert_array_equal(back[0], [[1, 0], [2, 30], [0, 40], [4, 0]])
+    assert_close(back, expected.backward_delta(X, delta), "op", dtype)
+
+
+def test_maxpool1d_golden_values_and_overlap(namespace):
+    pool = namespace.MaxPool1D(3, 1)
+    X = np.array([[[1], [5], [2], [0], [0]]])  # integers; windows overlap at the 5
+    assert_close(pool(X), np.array([[[5.0], [5], [2]]]), "op", np.float64)
+    delta = np.array([[[1.0], [2], [4]]])
+    # 1 + 2 summed at the shared maximum, 4 at the first of the tied zeros' window maximum (the 2)
+    assert_close(pool.backward_delta(X, delta), np.array([[[0.0], [3], [4], [0], [0]]]), "op", np.float64)
+
+    # the original's notebook: MaxPool1D(3, 2) on rising values takes each window's last row
+    X = np.arange(1, 21).reshape(4, 5, 1) * np.ones(3, int)
+    out = namespace.MaxPool1D(3, 2)(X)
+    assert_close(out[:, :, 0], np.array([[3.0, 5], [8, 10], [13, 15], [18, 20]]), "op", np.float64)
+    delta = np.arange(24.0).reshape(4, 2, 3)
+    back = namespace.MaxPool1D(3, 2).backward_delta(X, delta)
+    expected = np.zeros((4, 5, 3))
+    expected[:, 2], expected[:, 4] = delta[:, 0], delta[:, 1]
+    assert_close(back, expected, "op", np.float64)
+
+
+def test_flatten_round_trip(namespace, dtype, rng):
+    flatten = namespace.Flatten()
+    X = rng.standard_normal((3, 4, 2)).astype(dtype)
+    out = flatten(X)
+    assert out.shape == (3, 8) and out.dtype == dtype
+    np.testing.assert_array_equal(out[1], X[1].ravel())  # C order: positions, then channels
+    back = flatten.backward_delta(X, out)
+    assert back.dtype == dtype
+    np.testing.assert_array_equal(back, X)
+    # like the original: any (N, ...) input, and a delta of the input's shape (its notebook)
+    X4 = np.arange(24).reshape(3, 2, 2, 2)
+    assert flatten(X4).shape == (3, 8) and flatten(X4).dtype == np.float64
+    assert flatten.backward_delta(X4, np.ones_like(X4)).shape == X4.shape
+    assert repr(flatten) == "Flatten()"
+    with pytest.raises(DimensionMismatchError, match="at least 2-D"):
+        flatten(np.ones(3))
+    with pytest.raises(DimensionMismatchError, match="delta"):
+        flatten.backward_delta(X, out[:, :5])
+
+
+# ---------------------------------------------------------------- gradient checks
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize(
+    ("n", "length", "chan_in", "chan_out", "k_size", "stride"),
+    [(1, 5, 1, 1, 1, 1), (2, 9, 2, 3, 3, 2), (3, 8, 3, 2, 4, 3)],
+    ids=str,
+)
+def test_conv1d_gradcheck(namespace, n, length, chan_in, chan_out, k_size, stride, bias, rng):
+    layer = make_conv(namespace.Conv1D, k_size, chan_in, chan_out, stride, bias=bias)
+    X = rng.standard_normal((n, length, chan_in))
+    G = rng.standard_normal((n, d_out(length, k_size, stride), chan_out))
+
+    def f():
+        return float(np.sum(layer.forward(X) * G))
+
+    layer.backward_update_gradient(X, rng.standard_normal(G.shape))  # stale gradient
+    layer.zero_grad()
+    layer.backward_update_gradient(X, G)
+    assert_gradcheck(layer.backward_delta(X, G), f, X)
+    assert_gradcheck(layer._gradient * n, f, layer._parameters)  # PyLDL divides by the batch
+    if bias:
+        assert_gradcheck(layer._gradient_bias * n, f, layer._bias)
+
+
+@pytest.mark.parametrize(("k_size", "stride"), [(3, 1), (3, 2), (2, 2), (4, 3)], ids=str)
+def test_maxpool1d_gradcheck(namespace, k_size, stride, rng):
+    pool = namespace.MaxPool1D(k_size, stride)
+    X = rng.permutation(2 * 10 * 3).reshape(2, 10, 3) / 7.0  # distinct values, far apart
+    G = rng.standard_normal((2, d_out(10, k_size, stride), 3))
+
+    def f():
+        return float(np.sum(pool.forward(X) * G))
+
+    assert_gradcheck(pool.backward_delta(X, G), f, X)
+
+
+# ---------------------------------------------------------------- golden values, init, parameters
+
+
+def test_conv1d_golden_values(namespace):
+    layer = make_conv(namespace.Conv1D, 3, 1, 2, stride=2)
+    layer._parameters = GOLDEN_W.reshape(3, 1, 2).copy()
+    layer._bias = np.array([1.0, -1.0])
+    X = np.array([[[1], [2], [3], [4], [5]]])  # integers; windows [1 2 3] and [3 4 5]
+    assert_close(layer(X), np.array([[[3.2, 1.8], [5.0, 4.2]]]), "op", np.float64)
+    delta = np.ones((1, 2, 2))
+    layer.zero_grad()
+    layer.backward_update_gradient(X, delta)
+    assert_close(layer._gradient, np.array([[[4.0, 4]], [[6, 6]], [[8, 8]]]), "op", np.float64)
+    assert_close(layer._gradient_bias, np.array([[2.0, 2]]), "op", np.float64)
+    # row sums of W (0.3, 0.7, 1.1), summed where the two windows overlap (position 2)
+    expected = np.array([[[0.3], [0.7], [1.4], [0.7], [1.1]]])
+    assert_close(layer.backward_delta(X, delta), expected, "op", np.float64)
+
+
+@pytest.mark.parametrize("stride", STRIDES)
+def test_conv1d_one_channel_matches_the_original_formula(namespace, stride, rng):
+    """With one input channel, PyLDL's windows of shape (1, k_size, chan_in) reshaped to
+    (chan_in, k_size) are the SPEC's windows, and its einsum gives the same forward."""
+    layer = make_conv(namespace.Conv1D, 3, 1, 4, stride, seed=3)
+    X = rng.standard_normal((2, 10, 1))
+    view = np.lib.stride_tricks.sliding_window_view(X, (1, 3, 1))[:, ::stride]
+    view = view.reshape(2, d_out(10, 3, stride), 1, 3)
+    expected = np.einsum("bdik,kio->bdo", view, layer._parameters) + layer._bias
+    assert_close(layer(X), expected, "op", np.float64)
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+def test_conv1d_init_draws_like_pyldl(namespace, dtype, bias):
+    with seeded(7):
+        layer = namespace.Conv1D(3, 2, 4, 1, bias=bias, dtype=dtype)
+        next_draw = np.random.random()
+    with seeded(7):
+        bound = 1 / np.sqrt(2)
+        W = np.random.uniform(-bound, bound, size=(3, 2, 4))
+        b = np.random.uniform(-bound, bound, size=(1, 4)) if bias else None
+        expected_next_draw = np.random.random()
+    assert next_draw == expected_next_draw
+    assert layer._parameters.dtype == dtype and layer._parameters.shape == (3, 2, 4)
+    np.testing.assert_array_equal(layer._parameters, W.astype(dtype))
+    assert_close(layer._gradient, np.zeros((3, 2, 4), dtype), "op", dtype)
+    assert layer._stride == 1
+    if bias:
+        np.testing.assert_array_equal(layer._bias, b.astype(dtype))
+        assert_close(layer._gradient_bias, np.zeros((1, 4), dtype), "op", dtype)
+    else:
+        assert layer._bias is None and layer._gradient_bias is None
+
+
+def test_conv1d_and_maxpool1d_repr(namespace):
+    assert repr(make_conv(namespace.Conv1D, 3, 1, 32)) == "Conv1D(3, 1 -> 32, stride=1)"
+    assert repr(make_conv(namespace.Conv1D, 5, 2, 3, 2, np.float32, bias=False)) == (
+        "Conv1D(5, 2 -> 3, stride=2, bias=False, dtype=float32)"
+    )
+    assert repr(namespace.MaxPool1D(2, 2)) == "MaxPool1D(2, stride=2)"
+
+
+@pytest.mark.parametrize("kind", ["int", "1d_bias", "fortran", "list"])
+def test_conv1d_accepts_user_assigned_parameters(namespace, dtype, kind, rng):
+    layer = make_conv(namespace.Conv1D, 2, 2, 3, 1, dtype)
+    W0, b0 = np.arange(-6, 6).reshape(2, 2, 3), np.array([[1, 0, -1]])
+    W, b = {
+        "int": (W0, b0),
+        "1d_bias": (W0.astype(float), b0.reshape(-1).astype(float)),
+        "fortran": (np.asfortranarray(W0.astype(float)), b0),
+        "list": (W0.tolist(), b0.reshape(-1).tolist()),
+    }[kind]
+    layer._parameters, layer._bias = W, b
+    X = rng.standard_normal((2, 5, 2)).astype(dtype)
+    expected = ref.Conv1D(2, 2, 3, 1, dtype=np.float64)
+    expected._parameters, expected._bias = W0.astype(float), b0.astype(float)
+    assert_close(layer(X), expected(X.astype(np.float64)).astype(dtype), "op", dtype)
+    stored_W, stored_b = layer._parameters, layer._bias
+    assert stored_W.dtype == dtype and stored_W.shape == (2, 2, 3) and stored_W.flags.c_contiguous
+    assert stored_b.dtype == dtype and stored_b.shape == (1, 3)
+    layer.backward_update_gradient(X, np.ones((2, 4, 3), dtype))
+    layer.update_parameters(0.5)
+    assert layer._parameters is stored_W and layer._bias is stored_b  # updated in place
+    assert_close(layer._bias, (b0 - 0.5 * 4).astype(dtype), "op", dtype)
+
+
+def test_conv1d_reassigned_parameters_of_another_shape(namespace, rng):
+    layer = make_conv(namespace.Conv1D, 3, 1, 2)
+    layer._parameters = rng.standard_normal((2, 3, 4))  # k_size 2, 3 -> 4 channels
+    layer._bias = None
+    X = rng.standard_normal((2, 6, 3))
+    assert layer(X).shape == (2, 5, 4)
+    assert repr(layer) == "Conv1D(2, 3 -> 4, stride=1, bias=False)"
+    layer._bias = np.ones(5)
+    with pytest.raises(DimensionMismatchError, match="_bias"):
+        layer(X)
+    layer._parameters, layer._bias = np.ones((3, 4)), None
+    with pytest.raises(DimensionMismatchError, match="_parameters must be 3-D"):
+        layer(X)
+
+
+@pytest.mark.parametrize(
+    "X",
+    [np.arange(12).reshape(2, 3, 2), np.ones((2, 3, 2), bool), np.ones((2, 3, 2), np.float32)],
+    ids=["int", "bool", "float32"],
+)
+def test_conv_layers_keep_their_dtype_for_any_input(namespace, dtype, X):
+    layer = make_conv(namespace.Conv1D, 2, 2, 3, 1, dtype)
+    out = layer(X)
+    assert out.dtype == dtype
+    assert layer.backward_delta(X, np.ones(out.shape)).dtype == dtype
+    layer.backward_update_gradient(X, np.ones(out.shape))
+    assert layer._gradient.dtype == dtype
+    pool = namespace.MaxPool1D(2, 1)
+    assert pool(X).dtype == (X.dtype if X.dtype.kind == "f" else np.float64)
+
+
+def test_conv1d_empty_batch(namespace):
+    layer = make_conv(namespace.Conv1D, 2, 1, 3)
+    X = np.ones((0, 4, 1))
+    assert layer(X).shape == (0, 3, 3)
+    assert layer.backward_delta(X, np.ones((0, 3, 3))).shape == (0, 4, 1)
+    with pytest.raises(ValueError, match="input is empty"):
+        layer.backward_update_gradient(X, np.ones((0, 3, 3)))

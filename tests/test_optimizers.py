@@ -584,3 +584,72 @@ def test_snapshot_grows_when_a_bias_is_assigned(path):
     assert len(parameters(network)) == 2
     for p, q in zip(parameters(network), before, strict=True):
         np.testing.assert_array_equal(p, q)
+
+
+# ---------------------------------------------------------------- convolutional networks
+
+
+def conv_net(ns, dtype):
+    """Conv1D, ReLU, MaxPool1D (overlapping windows), Flatten, Linear: W8 in miniature."""
+    return ns.Sequential(
+        ns.Conv1D(3, 2, 4, 2, dtype=dtype),
+        ns.ReLU(),
+        ns.MaxPool1D(2, 1),
+        ns.Flatten(),
+        ns.Linear(8, 3, dtype=dtype),
+        ns.Sigmoid(),
+    )
+
+
+def sequences(rows, seed=2):
+    rs = np.random.RandomState(seed)
+    return rs.standard_normal((rows, 7, 2)), rs.uniform(0.05, 0.95, (rows, 3))
+
+
+@pytest.mark.parametrize("loss_name", ["MSELoss", "BCELoss"])
+def test_convolutional_network_matches_the_reference(loss_name, dtype):
+    X, y = sequences(11)  # batches of 4: the last has 3 rows
+    expected = train(ref, build(conv_net, ref, dtype), loss_name, X, y, 4, 0.5, 4)
+    network = build(conv_net, pyldl, dtype)
+    run = train(pyldl, network, loss_name, X, y, 4, 0.5, 4)
+    assert_same_run(run, expected, dtype)
+    assert not Trainer(network, pyldl.MSELoss(), X, y, 4).fused  # not fused yet: module by module
+    assert expected[0][-1] < expected[0][0]
+    batch = pyldl.Optim(build(conv_net, pyldl, dtype), getattr(pyldl, loss_name)(), 0.5).step(X[:4], y[:4])
+    reference = ref.Optim(build(conv_net, ref, dtype), getattr(ref, loss_name)(), 0.5).step(X[:4], y[:4])
+    assert_close(np.asarray(batch, dtype), np.asarray(reference, dtype), "run", dtype)
+
+
+def test_convolutional_network_sees_assigned_parameters_and_converts_its_input():
+    network = build(conv_net, pyldl, np.float32)
+    conv = network._modules[0]
+    conv._parameters = conv._parameters.astype(np.float64).tolist()  # any layout: converted once
+    X, y = sequences(8)
+    trainer = Trainer(network, pyldl.MSELoss(), X.astype(int), y, 4)
+    arrays = trainer.parameters()
+    assert arrays[0] is conv._parameters and arrays[0].dtype == np.float32
+    before = arrays[0].copy()
+    trainer.epoch()
+    assert conv._parameters is arrays[0] and not np.array_equal(arrays[0], before)
+    pooled_first = pyldl.Sequential(
+        pyldl.MaxPool1D(2, 2), pyldl.Flatten(), pyldl.Linear(6, 1, dtype=np.float32)
+    )
+    assert pooled_first(X.astype(int)).dtype == np.float32  # the container converts for MaxPool1D
+    assert pyldl.SGD(pooled_first, pyldl.MSELoss(), X, y[:, :1], 4, 0.1, 1, progress=False)
+
+
+def test_convolutional_network_divergence_keeps_the_last_finite_epoch():
+    X, y = sequences(12)
+    network = build(conv_net, pyldl, np.float64)
+    network._modules.pop()  # no Sigmoid: a linear output diverges with MSE
+    with np.errstate(all="ignore"), pytest.raises(DivergenceError) as info:
+        train(pyldl, network, "MSELoss", X * 10, y * 10, 4, 2.0, 50)
+    error = info.value
+    assert error.epoch >= 1
+    expected = build(conv_net, pyldl, np.float64)
+    expected._modules.pop()
+    with np.errstate(all="ignore"):
+        losses, params = train(pyldl, expected, "MSELoss", X * 10, y * 10, 4, 2.0, error.epoch)
+    assert losses == error.losses[:-1]
+    assert len(params) == 4  # Conv1D's weights and bias are guarded too
+    assert all(np.array_equal(p, q) for p, q in zip(parameters(network), params, strict=True))

@@ -1,4 +1,10 @@
-"""Kernels of the Linear layer."""
+"""Kernels of Linear, Conv1D and MaxPool1D (Flatten is a reshape: no kernel).
+
+Sequences are C-contiguous (batch, length, channels) arrays, so the window of output position
+``d`` is the contiguous run ``X[b].ravel()[d * stride * channels :][: k_size * channels]``.
+"""
+
+import numpy as np
 
 from ._blas import gemm
 from ._numba import jit
@@ -53,3 +59,133 @@ def linear_update_parameters(W, b, gradient, gradient_bias, gradient_step):
     if b is not None:
         for j in range(b.shape[1]):
             b[0, j] -= step * gradient_bias[0, j]
+
+
+# Conv1D is im2col into a caller-owned buffer + gemm: faster than loops vectorised over chan_out
+# by 1.7-4.8x (forward), 1.6-3.9x (gradient), 1.9-12x (delta) on W8's 32x64x1, k 3 -> 32 and on
+# 32x31x32, k 3 -> 32 and 32x64x8, k 5 -> 16, stride 2, float64 and float32.
+
+
+@jit
+def im2col(X, k_size, stride, cols):
+    """cols[b * d_out + d] = X[b, d stride : d stride + k_size].ravel(), every window as a row.
+
+    X (N, L, I), cols (N * d_out, k_size * I).
+    """
+    rows, length, channels = X.shape
+    flat = X.reshape((rows, length * channels))
+    d_out, width = (length - k_size) // stride + 1, cols.shape[1]
+    for b in range(rows):
+        for d in range(d_out):
+            at, row = d * stride * channels, cols[b * d_out + d]
+            for j in range(width):
+                row[j] = flat[b, at + j]
+
+
+@jit
+def conv1d_forward(X, W, b, stride, cols, out):
+    """out[b, d, o] = sum_{k, i} X[b, d stride + k, i] W[k, i, o] + b[0, o].
+
+    X (N, L, I), W (K, I, O), b (1, O) or None, cols (N * d_out, K * I) scratch (left holding
+    the windows), out (N, d_out, O).
+    """
+    k_size, channels, width = W.shape
+    im2col(X, k_size, stride, cols)
+    product = out.reshape((out.shape[0] * out.shape[1], width))
+    gemm(False, False, 1.0, cols, W.reshape((k_size * channels, width)), 0.0, product)
+    if b is not None:
+        add_bias(product, b)
+
+
+@jit
+def conv1d_backward_update_gradient(X, delta, stride, cols, gradient, gradient_bias):
+    """gradient[k, i, o] += sum_{b, d} X[b, d stride + k, i] delta[b, d, o] / N;
+    gradient_bias[0, o] += sum_{b, d} delta[b, d, o] / N (if not None).
+
+    X (N, L, I) with N > 0, delta (N, d_out, O), cols (N * d_out, K * I) scratch, gradient
+    (K, I, O), gradient_bias (1, O).
+    """
+    k_size, channels, width = gradient.shape
+    im2col(X, k_size, stride, cols)
+    rows = delta.reshape((delta.shape[0] * delta.shape[1], width))
+    scale = 1.0 / X.shape[0]
+    gemm(True, False, scale, cols, rows, 1.0, gradient.reshape((k_size * channels, width)))
+    if gradient_bias is not None:
+        step = gradient_bias.dtype.type(scale)
+        for r in range(rows.shape[0]):
+            for o in range(width):
+                gradient_bias[0, o] += step * rows[r, o]
+
+
+@jit
+def conv1d_backward_delta(delta, W, stride, cols, out):
+    """out[b, d stride + k, i] = sum over the windows reaching it of sum_o delta[b, d, o] W[k, i, o],
+    zero where none does (the adjoint of conv1d_forward, as col2im of ``delta W^T``).
+
+    delta (N, d_out, O), W (K, I, O), cols (N * d_out, K * I) scratch, out (N, L, I).
+    """
+    k_size, channels, width = W.shape
+    rows, d_out = delta.shape[0], delta.shape[1]
+    gemm(
+        False,
+        True,
+        1.0,
+        delta.reshape((rows * d_out, width)),
+        W.reshape((k_size * channels, width)),
+        0.0,
+        cols,
+    )
+    flat = out.reshape((rows, out.shape[1] * channels))
+    flat[...] = 0
+    for b in range(rows):
+        for d in range(d_out):
+            at, row = d * stride * channels, cols[b * d_out + d]
+            for j in range(row.size):
+                flat[b, at + j] += row[j]
+
+
+# MaxPool1D's backward finds each window's maximum again from the input (a pass as cheap as
+# forward), so no index buffer travels between the two calls.
+
+
+@jit
+def maxpool1d_forward(X, k_size, stride, out):
+    """out[b, d, c] = max_k X[b, d stride + k, c], NaN propagating as in np.max.
+
+    X (N, L, C), out (N, d_out, C).
+    """
+    for b in range(out.shape[0]):
+        for d in range(out.shape[1]):
+            start, row = d * stride, out[b, d]
+            row[:] = X[b, start]
+            for k in range(1, k_size):
+                window = X[b, start + k]
+                for c in range(row.size):
+                    best, value = row[c], window[c]
+                    row[c] = value if best == best and not value <= best else best
+
+
+@jit
+def maxpool1d_backward_delta(X, delta, k_size, stride, out):
+    """out[b, d stride + j, c] += delta[b, d, c], j the first position of window (b, d)'s
+    maximum in channel c (its first NaN if any, as np.argmax); zero elsewhere.
+
+    X (N, L, C), delta (N, d_out, C), out (N, L, C).
+    """
+    out[...] = 0
+    channels = X.shape[2]
+    best, at = np.empty(channels, X.dtype), np.empty(channels, np.intp)
+    for b in range(delta.shape[0]):
+        for d in range(delta.shape[1]):
+            start = d * stride
+            best[:] = X[b, start]
+            at[:] = start
+            for k in range(1, k_size):  # channels innermost (W8's pool: 138 -> 78 us)
+                window = X[b, start + k]
+                for c in range(channels):
+                    value, top = window[c], best[c]
+                    take = top == top and not value <= top
+                    best[c] = value if take else top
+                    at[c] = start + k if take else at[c]
+            for c in range(channels):
+                out[b, at[c], c] += delta[b, d, c]

@@ -9,15 +9,18 @@ classes and replace only the arithmetic, so checks, initialisation and container
 from .activations import ReLU, Sigmoid, Softmax, Tanh
 from .layers import AutoEncoder, Sequential
 from .losses import BCELoss, CrossEntropyLoss, MSELoss
-from .modules import Linear
+from .modules import Conv1D, Flatten, Linear, MaxPool1D
 from .optimizers import SGD, Optim
 
 __all__ = [
     "AutoEncoder",
     "BCELoss",
     "CrossEntropyLoss",
+    "Conv1D",
+    "Flatten",
     "Linear",
     "MSELoss",
+    "MaxPool1D",
     "Optim",
     "ReLU",
     "SGD",

@@ -2,9 +2,10 @@
 
 from ..base import Module, as_float_array
 from .activations import ReLU, Sigmoid, Softmax, Tanh
-from .modules import Linear
+from .modules import Flatten, MaxPool1D, Weighted
 
-_BUILT_IN_ACTIVATIONS = (ReLU, Sigmoid, Softmax, Tanh)
+# parameter-free built-ins: they keep a float input's dtype, so the container converts for them
+_BUILT_IN_ACTIVATIONS = (ReLU, Sigmoid, Softmax, Tanh, MaxPool1D, Flatten)
 
 
 class Sequential(Module):
@@ -31,15 +32,15 @@ class Sequential(Module):
                 yield module
 
     def _boundary(self, X):
-        """``X`` in the network's dtype when a built-in activation comes first (a Linear
-        converts its own input; a user's module gets ``X`` untouched)."""
+        """``X`` in the network's dtype when a built-in activation, MaxPool1D or Flatten comes
+        first (a Linear or Conv1D converts its own input; a user's module gets ``X`` untouched)."""
         first = self
         while isinstance(first, Sequential):  # cheap: no generator on the common path
             first = first._modules[0] if first._modules else None
         if not isinstance(first, _BUILT_IN_ACTIVATIONS):
             return X
         for module in self._leaves():
-            if isinstance(module, Linear):
+            if isinstance(module, Weighted):
                 return as_float_array(X, "X", module.dtype)
         return X
 

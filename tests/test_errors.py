@@ -180,9 +180,14 @@ CASES = {
         "shorter than the kernel (6)",
     ),
     "MaxPool1D delta shape": (
-        lambda n: pyldl.MaxPool1D(2, 2).backward_delta(SEQUENCES, SEQUENCES),
+        lambda n: pyldl.MaxPool1D(2, 2).backward_delta(SEQUENCES, SEQUENCES[:, :3]),
         DimensionMismatchError,
         "delta must have the shape of the output",
+    ),
+    "MaxPool1D delta channels": (
+        lambda n: pyldl.MaxPool1D(2, 2).backward_delta(SEQUENCES, SEQUENCES[:, :2, :1]),
+        DimensionMismatchError,
+        "Expected dimensions (4, 2, 2)",
     ),
     "MaxPool1D k_size negative": (lambda n: pyldl.MaxPool1D(-2, 1), ValueError, "k_size"),
     "MaxPool1D stride bool": (lambda n: pyldl.MaxPool1D(2, True), ValueError, "stride"),

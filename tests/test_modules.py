@@ -569,6 +569,11 @@ def test_maxpool1d_golden_values_and_overlap(namespace):
     expected = np.zeros((4, 5, 3))
     expected[:, 2], expected[:, 4] = delta[:, 0], delta[:, 1]
     assert_close(back, expected, "op", np.float64)
+    # ... whose delta has the input's shape (4, 5, 3): its first d_out = 2 positions are used
+    delta = np.arange(1, 61).reshape(4, 5, 3)
+    back = namespace.MaxPool1D(3, 2).backward_delta(X, delta)
+    expected[:, 2], expected[:, 4] = delta[:, 0], delta[:, 1]
+    assert_close(back, expected, "op", np.float64)
 
 
 def test_flatten_round_trip(namespace, dtype, rng):

@@ -328,7 +328,9 @@ class MaxPool1D(Module):
 
     backward_delta routes each ``delta[b, d, c]`` to the position of its window's maximum
     (the first one on ties), summed where windows overlap: the exact gradient (PyLDL's
-    indexes delta by the position inside the window and loses overlapping sums).
+    indexes delta by the position inside the window and loses overlapping sums). A delta of
+    the input's shape (N, L, C), which PyLDL's convolutional notebook passes, is accepted:
+    its first d_out positions are used as the output's delta.
 
     Shape:
         X: (N, L, C), L >= k_size, any real dtype (kept if float, else float64) ->
@@ -355,6 +357,8 @@ class MaxPool1D(Module):
         input = self._input(input, "input")
         delta = as_float_array(delta, "delta", input.dtype)
         length = output_length(input.shape[1], self._k_size, self._stride)
+        if delta.shape == input.shape:  # PyLDL's notebook passes one: its first d_out positions
+            delta = np.ascontiguousarray(delta[:, :length])
         check_delta(delta, (input.shape[0], length, input.shape[2]))
         return input, delta
 

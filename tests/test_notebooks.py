@@ -1,5 +1,6 @@
 """Code shaped like the original PyLDL's experiment notebooks (its ``experiments/`` folder:
-linear, activation, sequential, multiclass, clustering, compression, denoiser, losses), at
+linear, activation, sequential, multiclass, convolutional, clustering, compression, denoiser,
+losses), at
 tiny sizes: their imports, their hand-written loops calling ``.mean()`` on a loss's
 ``forward``, their SGD calls and their matplotlib calls, on the Agg backend."""
 
@@ -17,10 +18,10 @@ sklearn_datasets = pytest.importorskip("sklearn.datasets")
 import matplotlib.pyplot as plt  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
-from pyldl.activations import Sigmoid, Softmax, Tanh  # noqa: E402
+from pyldl.activations import ReLU, Sigmoid, Softmax, Tanh  # noqa: E402
 from pyldl.encapsulations import AutoEncoder, Sequential  # noqa: E402
 from pyldl.losses import BCELoss, CrossEntropyLoss, MSELoss  # noqa: E402
-from pyldl.modules import Linear  # noqa: E402
+from pyldl.modules import Conv1D, Flatten, Linear, MaxPool1D  # noqa: E402
 from pyldl.optimizers import SGD  # noqa: E402
 from pyldl.utils import (  # noqa: E402
     contingency_matrix,
@@ -167,6 +168,65 @@ def test_multiclass_network():
     assert matrix.sum() == len(y_test)
     assert losses[-1] < losses[0]
     assert np.mean(y_pred == y_test) > 0.3
+
+
+def test_convolutional_modules():
+    X = np.arange(1, 21).reshape(4, 5, 1) * np.ones(3, int)  # integers, as the notebook's
+    conv_module = Conv1D(3, 3, 2, 2)
+    output = conv_module.forward(X)
+    assert output.shape == (4, 2, 2)
+    delta = 5 * np.ones_like(output)
+    assert conv_module.backward_delta(X, delta).shape == (4, 5, 3)
+
+    X4 = np.tile(np.arange(1, 13).reshape(1, 3, 2, 2), (3, 1, 1, 1))
+    flatten_module = Flatten()
+    output = flatten_module.forward(X4)
+    np.testing.assert_array_equal(output, np.tile(np.arange(1, 13), (3, 1)))
+    assert flatten_module.backward_delta(X4, np.ones_like(X4)).shape == (3, 3, 2, 2)
+
+    pool_module = MaxPool1D(3, 2)
+    output = pool_module.forward(X)
+    np.testing.assert_array_equal(output[:, :, 0], [[3, 5], [8, 10], [13, 15], [18, 20]])
+    delta = np.arange(1, 61).reshape(4, 5, 3)  # the input's shape, as the notebook passes it
+    backward_delta_output = pool_module.backward_delta(X, delta)
+    assert backward_delta_output.shape == (4, 5, 3)
+    np.testing.assert_array_equal(backward_delta_output[:, [2, 4]], delta[:, :2])  # the window maxima
+
+
+@pytest.mark.slow  # seconds without JIT (NUMBA_DISABLE_JIT=1): im2col and pooling as Python loops
+def test_convolutional_network(usps_file):
+    X_train, y_train = load_usps(usps_file)
+    X_test, y_test = X_train[::4], y_train[::4]
+    y_train = encode_one_hot(y_train)
+    X_train = (X_train - X_train.min()) / (X_train.max() - X_train.min())
+    X_train = X_train[:, :, np.newaxis]
+    X_test = ((X_test - X_test.min()) / (X_test.max() - X_test.min()))[:, :, np.newaxis]
+    assert X_train.shape == (40, 256, 1)
+
+    network = Sequential(
+        Conv1D(3, 1, 8, 1), MaxPool1D(2, 2), Flatten(), Linear(127 * 8, 16), ReLU(), Linear(16, 4)
+    )
+    loss = CrossEntropyLoss()
+    losses = SGD(network, loss, X_train, y_train, batch_size=16, gradient_step=1e-2, n_iter=10)
+    plt.plot(losses)
+    plt.xlabel("Iteration")
+    plt.ylabel("Loss")
+
+    def predict(X):
+        return network(X).argmax(axis=1)
+
+    def accuracy(y, yhat):
+        return (y == yhat).mean()
+
+    yhat = predict(X_test)
+    assert 0 <= accuracy(y_test, yhat) <= 1
+    m = contingency_matrix(y_test, yhat)
+    plt.figure()
+    mat_plot = plt.imshow(m)
+    plt.title("Contingency Matrix")
+    plt.colorbar(mat_plot)
+    assert m.sum() == len(y_test)
+    assert losses[-1] < losses[0]
 
 
 @pytest.mark.slow  # seconds without JIT (NUMBA_DISABLE_JIT=1): hundreds of module calls

@@ -4,8 +4,9 @@ Every runner trains one workload of ``pyldl.workloads`` in one dtype from the wo
 initial weights (``Workload.weights()``) on its fixed batches (``Workload.permutation``, the
 last partial batch kept) with PyLDL's math (SPEC.md): MSE backward ``-2 (y - yhat)`` per
 sample (the gradient of N x loss), BCE backward ``(p - y) / (p (1 - p) N)`` with p clipped,
-cross-entropy backward ``softmax(yhat) - y`` (the gradient of N x loss, logits in), plain
-SGD ``param -= step * grad``. ``epoch()`` trains one epoch and returns the mean of its batch
+cross-entropy backward ``softmax(yhat) - y`` (the gradient of N x loss, logits in), Conv1D's
+parameter gradients divided by the batch size N (Linear's are not), plain SGD
+``param -= step * grad``. ``epoch()`` trains one epoch and returns the mean of its batch
 losses as a Python float (so the work is done when it returns).
 
 Peers (PyTorch, JAX) are optional: a missing one raises :class:`Unavailable`.
@@ -60,6 +61,8 @@ class PyldlRunner:
             )
         except NotImplementedError as error:
             raise Unavailable(f"not built yet ({error})") from None
+        except TypeError as error:  # a version of the fused loop that does not take this network
+            raise Unavailable(f"not fused: {error}") from None
 
     def epoch(self):
         return self.trainer.epoch()
@@ -92,6 +95,8 @@ class BareRunner:
     def __init__(self, workload, dtype, X, y, order):
         from benchmarks._cases import bare_epoch, bare_network
 
+        if any(type(layer) is not str and layer[0] != "linear" for layer in workload.layers):
+            raise Unavailable("bare NumPy is written for Linear networks only")
         self.layers = bare_network(workload, dtype)
         self.batches = _batches(X, y, order, workload.batch_size, dtype)
         self.loss, self.step, self._epoch = workload.loss, workload.gradient_step, bare_epoch
@@ -102,7 +107,9 @@ class BareRunner:
 
 class TorchRunner:
     """PyTorch eager on the CPU: autograd through the network, the loss's delta given by hand
-    (``yhat.backward(delta)``) so the gradients follow PyLDL's scaling."""
+    (``yhat.backward(delta)``) so the gradients follow PyLDL's scaling (Conv1D's divided by the
+    batch size). Sequences are stored channels-first once, as ``conv1d`` and ``max_pool1d``
+    take them; ``Flatten`` transposes back so that features keep PyLDL's (length, channels) order."""
 
     def __init__(self, workload, dtype, X, y, order):
         try:
@@ -111,27 +118,36 @@ class TorchRunner:
             raise Unavailable("PyTorch not installed (pip install torch==2.13.0: CPU build)") from None
         self.torch = torch
         tdtype = {np.dtype(np.float64): torch.float64, np.dtype(np.float32): torch.float32}[dtype]
-        self.params = [
-            (
-                torch.tensor(W, dtype=tdtype, requires_grad=True),
-                torch.tensor(b, dtype=tdtype, requires_grad=True),
-            )
-            for W, b in workload.weights()
-        ]
-        activations = {
+        functions = {
             "Tanh": torch.tanh,
             "Sigmoid": torch.sigmoid,
             "ReLU": torch.relu,
             "Softmax": lambda x: torch.softmax(x, dim=-1),
+            "Flatten": lambda x: x.transpose(1, 2).reshape(len(x), -1),
         }
-        self.layers, linear = [], iter(self.params)
+        self.params, self.layers, weights = [], [], iter(workload.weights())
         for layer in workload.layers:
-            self.layers.append(
-                ("linear", next(linear)) if layer[0] == "linear" else (activations[layer], None)
-            )
+            if type(layer) is str:
+                self.layers.append((functions[layer], None))
+            elif layer[0] == "maxpool1d":
+                k_size, stride = layer[1:]
+                self.layers.append(
+                    (lambda x, k=k_size, s=stride: torch.nn.functional.max_pool1d(x, k, s), None)
+                )
+            else:
+                W, b = next(weights)
+                conv = layer[0] == "conv1d"
+                W = W.transpose(2, 1, 0) if conv else W  # (chan_out, chan_in, k_size), as torch's conv1d
+                pair = (
+                    torch.tensor(W, dtype=tdtype, requires_grad=True),
+                    torch.tensor(b.reshape(-1) if conv else b, dtype=tdtype, requires_grad=True),
+                )
+                self.params.append((*pair, conv))
+                self.layers.append((layer[0], pair if not conv else (*pair, layer[4])))
+        sequences = X.ndim == 3
         self.batches = [
             (
-                torch.from_numpy(np.ascontiguousarray(bx, dtype)),
+                torch.from_numpy(np.ascontiguousarray(bx.transpose(0, 2, 1) if sequences else bx, dtype)),
                 torch.from_numpy(np.ascontiguousarray(by, dtype)),
             )
             for bx, by in _batches(X, y, order, workload.batch_size)
@@ -145,6 +161,9 @@ class TorchRunner:
             if kind == "linear":
                 W, b = params
                 x = self.torch.addmm(b, x, W)  # x @ W + b in one call, as nn.Linear
+            elif kind == "conv1d":
+                W, b, stride = params
+                x = self.torch.nn.functional.conv1d(x, W, b, stride)
             else:
                 x = kind(x)
         return x
@@ -169,9 +188,10 @@ class TorchRunner:
                 value, delta = self.loss_and_delta(by, yhat)
             yhat.backward(delta)
             with torch.no_grad():
-                for W, b in self.params:
-                    W.sub_(W.grad, alpha=self.step)
-                    b.sub_(b.grad, alpha=self.step)
+                for W, b, conv in self.params:
+                    step = self.step / len(bx) if conv else self.step  # Conv1D's gradient / N
+                    W.sub_(W.grad, alpha=step)
+                    b.sub_(b.grad, alpha=step)
                     W.grad = b.grad = None
             losses.append(value)
         return float(torch.stack(losses).double().mean())
@@ -179,7 +199,9 @@ class TorchRunner:
 
 class JaxRunner:
     """JAX: one jitted function per epoch, ``lax.scan`` over the full batches plus one step on
-    the last partial batch; the delta of the loss is fed to ``jax.vjp`` of the network."""
+    the last partial batch; the delta of the loss is fed to ``jax.vjp`` of the network. Conv1D
+    is ``lax.conv_general_dilated`` on PyLDL's own layouts (NWC input, WIO weights), MaxPool1D
+    ``lax.reduce_window``; Conv1D's gradients are divided by the batch size."""
 
     def __init__(self, workload, dtype, X, y, order):
         try:
@@ -196,18 +218,35 @@ class JaxRunner:
             "Sigmoid": jax.nn.sigmoid,
             "ReLU": jax.nn.relu,
             "Softmax": lambda x: jax.nn.softmax(x, axis=-1),
+            "Flatten": lambda x: x.reshape(x.shape[0], -1),
         }
-        layers = [None if layer[0] == "linear" else functions[layer] for layer in workload.layers]
+
+        def maxpool1d(x, k_size, stride):
+            return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, k_size, 1), (1, stride, 1), "VALID")
+
+        layout = ("NWC", "WIO", "NWC")  # PyLDL's (batch, length, channels), (k_size, chan_in, chan_out)
+
+        def conv1d(x, W, b, stride):
+            return jax.lax.conv_general_dilated(x, W, (stride,), "VALID", dimension_numbers=layout) + b
+
+        layers, convs = [], []  # (function, takes parameters); per parameter pair: is it a Conv1D's
+        for layer in workload.layers:
+            if type(layer) is str:
+                layers.append((functions[layer], False))
+            elif layer[0] == "linear":
+                layers.append((lambda x, W, b: x @ W + b, True))
+                convs.append(False)
+            elif layer[0] == "conv1d":
+                layers.append((lambda x, W, b, s=layer[4]: conv1d(x, W, b, s), True))
+                convs.append(True)
+            else:
+                layers.append((lambda x, k=layer[1], s=layer[2]: maxpool1d(x, k, s), False))
         step_size, loss, eps = workload.gradient_step, workload.loss, _bce_epsilon(dtype)
 
         def forward(params, x):
-            linear = iter(params)
-            for function in layers:
-                if function is None:
-                    W, b = next(linear)
-                    x = x @ W + b
-                else:
-                    x = function(x)
+            weighted = iter(params)
+            for function, takes_parameters in layers:
+                x = function(x, *next(weighted)) if takes_parameters else function(x)
             return x
 
         def loss_and_delta(y, yhat):
@@ -226,7 +265,11 @@ class JaxRunner:
             yhat, vjp = jax.vjp(lambda p: forward(p, x), params)
             value, delta = loss_and_delta(y, yhat)
             (grads,) = vjp(delta)
-            params = jax.tree_util.tree_map(lambda p, g: p - step_size * g, params, grads)
+            steps = [step_size / x.shape[0] if conv else step_size for conv in convs]  # Conv1D's / N
+            params = [
+                (W - step * gW, b - step * gb)
+                for (W, b), (gW, gb), step in zip(params, grads, steps, strict=True)
+            ]
             return params, value
 
         X, y = X[order].astype(dtype), y[order].astype(dtype)

@@ -1,9 +1,9 @@
-"""The benchmark workloads W1-W7: seeded data, networks, training settings and FLOP counts.
+"""The benchmark workloads W1-W8: seeded data, networks, training settings and FLOP counts.
 
 One definition shared by the tests, the benchmarks, the comparison command and the demo.
 Seeds: data from ``RandomState(0)``; initial weights drawn like PyLDL's Linear (weights then
-bias, layer by layer) from ``RandomState(2)``; the minibatch permutation from
-``RandomState(1)``. W1, W3, W5 and W7 need scikit-learn (``pip install pyldl[demo]``).
+bias, layer by layer; Conv1D likewise) from ``RandomState(2)``; the minibatch permutation from
+``RandomState(1)``. W1, W3, W5, W7 and W8 need scikit-learn (``pip install pyldl[demo]``).
 """
 
 import contextlib
@@ -54,6 +54,12 @@ def _digits(n_samples):
     return digits.data[:n] / 16, pyldl.encode_one_hot(digits.target)[:n]
 
 
+def _digit_sequences(n_samples):
+    """The digits as sequences of 64 values with one channel: X (N, 64, 1)."""
+    X, y = _digits(n_samples)
+    return X.reshape(len(X), 64, 1), y
+
+
 def _uniform_autoencoder(n_samples):
     X = np.random.RandomState(DATA_SEED).uniform(size=(n_samples or 7291, 256))
     return X, X
@@ -69,8 +75,11 @@ def _wide(n_samples):
 class Workload:
     """A training task: data, a network (a flat list of layers), a loss and SGD settings.
 
-    ``layers`` holds ``("linear", in, out)`` or an activation name; ``encoder_depth`` splits
-    them into an AutoEncoder's encoder and decoder (None: one Sequential).
+    ``layers`` holds ``("linear", in, out)``, ``("conv1d", k_size, chan_in, chan_out, stride)``,
+    ``("maxpool1d", k_size, stride)`` or a parameter-free module's name (an activation,
+    ``"Flatten"``); ``encoder_depth`` splits them into an AutoEncoder's encoder and decoder
+    (None: one Sequential). ``length``: the input sequences' length, for networks that start
+    with Conv1D (their X is (N, length, channels)).
     """
 
     key: str
@@ -82,6 +91,7 @@ class Workload:
     make_data: object
     encoder_depth: int = None
     quick_samples: int = None
+    length: int = None
 
     def data(self, n_samples=None):
         """(X, y) in float64; ``n_samples`` shrinks the data set (None: full size)."""
@@ -91,16 +101,22 @@ class Workload:
         """The network built from ``namespace`` (``pyldl`` or ``pyldl.reference``) with the
         seeded initial weights; the global NumPy RNG is left as it was."""
         with seeded(WEIGHTS_SEED):
-            modules = [
-                namespace.Linear(layer[1], layer[2], dtype=dtype)
-                if layer[0] == "linear"
-                else getattr(namespace, layer)()
-                for layer in self.layers
-            ]
+            modules = [self._module(namespace, layer, dtype) for layer in self.layers]
         if self.encoder_depth is None:
             return namespace.Sequential(*modules)
         encoder = namespace.Sequential(*modules[: self.encoder_depth])
         return namespace.AutoEncoder(encoder, namespace.Sequential(*modules[self.encoder_depth :]))
+
+    @staticmethod
+    def _module(namespace, layer, dtype):
+        if isinstance(layer, str):
+            return getattr(namespace, layer)()
+        kind, *sizes = layer
+        if kind == "linear":
+            return namespace.Linear(*sizes, dtype=dtype)
+        if kind == "conv1d":
+            return namespace.Conv1D(*sizes, dtype=dtype)
+        return namespace.MaxPool1D(*sizes)
 
     def loss_module(self, namespace=pyldl):
         losses = {
@@ -111,7 +127,8 @@ class Workload:
         return losses[self.loss]()
 
     def weights(self):
-        """[(W, b), ...] of the Linear layers, in float64: the initial weights of :meth:`network`."""
+        """[(W, b), ...] of the Linear and Conv1D layers in order, in float64: the initial weights
+        of :meth:`network`."""
         net = self.network(pyldl.reference)
         stack, found = [net], []
         while stack:
@@ -126,8 +143,19 @@ class Workload:
         return np.random.RandomState(PERMUTATION_SEED).permutation(n_samples)
 
     def flops_per_epoch(self, n_samples):
-        """Nominal FLOPs per epoch: 6 x (sum of in x out over Linear layers) x samples."""
-        return 6 * sum(layer[1] * layer[2] for layer in self.layers if layer[0] == "linear") * n_samples
+        """Nominal FLOPs per epoch: 6 x (sum of in x out over Linear layers, plus k_size x chan_in
+        x chan_out x d_out over Conv1D layers, d_out its output length) x samples."""
+        per_sample, length = 0, self.length
+        for layer in self.layers:
+            if layer[0] == "linear":
+                per_sample += layer[1] * layer[2]
+            elif layer[0] == "conv1d":
+                k_size, chan_in, chan_out, stride = layer[1:]
+                length = (length - k_size) // stride + 1
+                per_sample += k_size * chan_in * chan_out * length
+            elif layer[0] == "maxpool1d":
+                length = (length - layer[1]) // layer[2] + 1
+        return 6 * per_sample * n_samples
 
 
 _MLP3 = (("linear", 64, 128), "Sigmoid", ("linear", 128, 64), "Sigmoid", ("linear", 64, 10), "Sigmoid")
@@ -184,6 +212,24 @@ WORKLOADS = {
             32,
             1e-2,
             _digits,
+        ),
+        Workload(
+            "W8",
+            "digits-conv1d",
+            (
+                ("conv1d", 3, 1, 32, 1),
+                "ReLU",
+                ("maxpool1d", 2, 2),
+                "Flatten",
+                ("linear", 31 * 32, 100),
+                "ReLU",
+                ("linear", 100, 10),
+            ),
+            "cross_entropy",
+            32,
+            1e-3,
+            _digit_sequences,
+            length=64,
         ),
     ]
 }

@@ -1,4 +1,4 @@
-"""The shared workloads W1-W7: networks with PyLDL's seeded weights, data, FLOP counts."""
+"""The shared workloads W1-W8: networks with PyLDL's seeded weights, data, FLOP counts."""
 
 # PyLDL draws from NumPy's global RNG, so these tests do too.
 # ruff: noqa: NPY002
@@ -12,13 +12,14 @@ import pyldl.reference as ref
 from pyldl.workloads import PERMUTATION_SEED, WEIGHTS_SEED, WORKLOADS
 
 KEYS = list(WORKLOADS)
-NEEDS_SKLEARN = {"W1", "W3", "W5", "W7"}
+NEEDS_SKLEARN = {"W1", "W3", "W5", "W7", "W8"}
 
 
 def linears(module):
+    """The layers with weights (Linear, Conv1D), in order."""
     if hasattr(module, "_modules"):
         return [layer for inner in module._modules for layer in linears(inner)]
-    return [module] if isinstance(module, ref.Linear) else []
+    return [module] if isinstance(module, (ref.Linear, ref.Conv1D)) else []
 
 
 def kinds(module):
@@ -27,11 +28,15 @@ def kinds(module):
         return [kind for inner in module._modules for kind in kinds(inner)]
     if isinstance(module, ref.Linear):
         return [("linear", *module._parameters.shape)]
+    if isinstance(module, ref.Conv1D):
+        return [("conv1d", *module._parameters.shape, module._stride)]
+    if isinstance(module, ref.MaxPool1D):
+        return [("maxpool1d", module._k_size, module._stride)]
     return [type(module).__name__]
 
 
 def test_the_workloads():
-    assert KEYS == ["W1", "W2", "W3", "W4", "W5", "W6", "W7"]
+    assert KEYS == ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"]
 
 
 @pytest.mark.parametrize("key", KEYS)
@@ -50,16 +55,16 @@ def test_network_has_the_same_initial_weights_in_both_namespaces(key):
     assert type(fast) is type(slow)
     assert isinstance(fast, pyldl.AutoEncoder) == (workload.encoder_depth is not None)
     for module in (fast, single):
-        assert all(isinstance(layer, pyldl.Linear) for layer in linears(module))
+        assert all(isinstance(layer, (pyldl.Linear, pyldl.Conv1D)) for layer in linears(module))
 
     # PyLDL's draws from RandomState(WEIGHTS_SEED): weights then bias, layer by layer
     rs = np.random.RandomState(WEIGHTS_SEED)
     weights = workload.weights()
     for a, b, c, (W, bias) in zip(linears(fast), linears(slow), linears(single), weights, strict=True):
-        n_in, n_out = a._parameters.shape
-        bound = 1 / np.sqrt(n_in)
-        expected_W = rs.uniform(-bound, bound, size=(n_in, n_out))
-        expected_b = rs.uniform(-bound, bound, size=(1, n_out))
+        shape = a._parameters.shape  # (in, out) or (k_size, chan_in, chan_out): fan in shape[-2]
+        bound = 1 / np.sqrt(shape[-2])
+        expected_W = rs.uniform(-bound, bound, size=shape)
+        expected_b = rs.uniform(-bound, bound, size=(1, shape[-1]))
         for layer in (a, b):
             assert layer._parameters.dtype == np.float64
             np.testing.assert_array_equal(layer._parameters, expected_W)
@@ -89,6 +94,7 @@ def test_loss_module(key):
         ("W5", 6 * (64 * 128 + 128 * 64 + 64 * 10) * 1437),
         ("W6", 6 * (1024 * 2048 + 2048 * 2048 + 2048 * 10) * 8192),
         ("W7", 6 * (64 * 100 + 100 * 10) * 1437),
+        ("W8", 6 * (3 * 1 * 32 * 62 + 31 * 32 * 100 + 100 * 10) * 1437),  # the conv: d_out 62
     ],
 )
 def test_flops_per_epoch(key, flops):
@@ -96,7 +102,9 @@ def test_flops_per_epoch(key, flops):
 
 
 def len_of_full_data(key):
-    return {"W1": 800, "W2": 4000, "W3": 1437, "W4": 7291, "W5": 1437, "W6": 8192, "W7": 1437}[key]
+    return {"W1": 800, "W2": 4000, "W3": 1437, "W4": 7291, "W5": 1437, "W6": 8192, "W7": 1437, "W8": 1437}[
+        key
+    ]
 
 
 @pytest.mark.parametrize(
@@ -109,6 +117,7 @@ def len_of_full_data(key):
         ("W5", 1, 1e-3),
         ("W6", 256, 1e-5),
         ("W7", 32, 1e-2),
+        ("W8", 32, 1e-3),
     ],
 )
 def test_training_settings(key, batch_size, gradient_step):
@@ -126,6 +135,7 @@ def test_training_settings(key, batch_size, gradient_step):
         ("W5", None, (1437, 64), (1437, 10)),
         ("W6", 64, (64, 1024), (64, 10)),
         ("W7", None, (1437, 64), (1437, 10)),
+        ("W8", None, (1437, 64, 1), (1437, 10)),
     ],
 )
 def test_data_shapes_and_seeds(key, n_samples, x_shape, y_shape):
@@ -160,6 +170,7 @@ def test_digits_data():
     np.testing.assert_array_equal(y.sum(axis=1), np.ones(1437))
     for key in ("W5", "W7"):
         np.testing.assert_array_equal(WORKLOADS["W3"].data()[0], WORKLOADS[key].data()[0])
+    np.testing.assert_array_equal(WORKLOADS["W3"].data()[0], WORKLOADS["W8"].data()[0][:, :, 0])
 
 
 def test_autoencoder_data_is_its_own_target():
@@ -185,3 +196,24 @@ def test_multiclass_workload_trains():
         )
     assert losses[-1] < 0.5 * losses[0]
     assert np.mean(np.argmax(network(X), axis=1) == np.argmax(y, axis=1)) > 0.8
+
+
+@pytest.mark.slow  # seconds without JIT (NUMBA_DISABLE_JIT=1): im2col and pooling as Python loops
+def test_convolutional_workload_trains():
+    pytest.importorskip("sklearn")
+    workload = WORKLOADS["W8"]
+    X, y = workload.data(512)
+    network = workload.network()
+    with seeded(1):
+        losses = pyldl.SGD(
+            network,
+            workload.loss_module(),
+            X,
+            y,
+            workload.batch_size,
+            workload.gradient_step,
+            8,
+            progress=False,
+        )
+    assert losses[-1] < 0.6 * losses[0]
+    assert np.mean(np.argmax(network(X), axis=1) == np.argmax(y, axis=1)) > 0.6

@@ -1,11 +1,12 @@
 """Training: Optim (one step) and SGD (minibatch gradient descent over epochs).
 
-A network made only of built-in modules (Linear, Tanh, Sigmoid, Softmax, ReLU inside
-Sequential / AutoEncoder containers, nested in any way) with MSELoss, BCELoss or
-CrossEntropyLoss is flattened
-once into a plan for :func:`pyldl.kernels.optimizers.sgd_epoch`, which trains a whole epoch
-(or one Optim step) in one compiled call. Anything else, a subclass of a built-in included,
-trains module by module through the modules' own methods, with the same results.
+A network made only of built-in modules (Linear, Conv1D, MaxPool1D, Flatten, Tanh, Sigmoid,
+Softmax, ReLU inside Sequential / AutoEncoder containers, nested in any way) with MSELoss,
+BCELoss or CrossEntropyLoss is flattened once into a plan for
+:func:`pyldl.kernels.optimizers.sgd_epoch`, which trains a whole epoch (or one Optim step) in
+one compiled call; sequences (3-D inputs) travel as rows of length * channels values.
+Anything else, a subclass of a built-in included, trains module by module through the
+modules' own methods, with the same results.
 """
 
 import math
@@ -21,7 +22,7 @@ from .exceptions import DimensionMismatchError, DivergenceError
 from .kernels import optimizers as kernels
 from .layers import AutoEncoder, Sequential
 from .losses import BCELoss, CrossEntropyLoss, MSELoss
-from .modules import Linear
+from .modules import Conv1D, Flatten, Linear, MaxPool1D
 from .reference import losses as reference_losses
 from .reference import modules as reference_modules
 from .reference import optimizers as reference
@@ -153,28 +154,51 @@ def _one_hot_hint(loss, y):
     return ""
 
 
+_WEIGHTED = (Linear, Conv1D)
+
+
 def _layers(module, path=()):
     """The leaf modules in forward order; TypeError naming the first one that is not built-in."""
     path = (*path, type(module).__name__)
     if type(module) in _CONTAINERS:
         for inner in module._modules:
             yield from _layers(inner, path)
-    elif type(module) is Linear or type(module) in _ACTIVATIONS:
+    elif type(module) in (*_WEIGHTED, MaxPool1D, Flatten) or type(module) in _ACTIVATIONS:
         yield module
     else:
         raise TypeError(
-            f"{' > '.join(path)} is not a built-in module (Linear, Tanh, Sigmoid, Softmax, ReLU, "
-            "Sequential, AutoEncoder; subclasses count as user modules): it cannot be fused"
+            f"{' > '.join(path)} is not a built-in module (Linear, Conv1D, MaxPool1D, Flatten, Tanh, "
+            "Sigmoid, Softmax, ReLU, Sequential, AutoEncoder; subclasses count as user modules): "
+            "it cannot be fused"
         )
+
+
+def _takes_sequences(layers):
+    """Whether the network's input is a sequence (its first layer other than an activation is a
+    Conv1D, MaxPool1D or Flatten); TypeError where a layer gets what it cannot take (a Linear or
+    Softmax a sequence, a Conv1D or MaxPool1D rows) or the output is a sequence, which the
+    module-by-module path then reports."""
+    first = next((m for m in layers if type(m) not in _ACTIVATIONS), None)
+    sequences = is_sequence = type(first) in (Conv1D, MaxPool1D, Flatten)
+    for layer in layers:
+        if type(layer) in (Conv1D, MaxPool1D) and not is_sequence:
+            raise TypeError(f"{layer!r} gets rows, not sequences: it cannot be fused")
+        if type(layer) in (Linear, Softmax) and is_sequence:
+            raise TypeError(f"{layer!r} gets sequences: it cannot be fused")
+        is_sequence = is_sequence and type(layer) is not Flatten
+    if is_sequence:
+        raise TypeError("the network's output is a sequence: it cannot be fused")
+    return sequences
 
 
 class _Plan:
     """A network of built-in modules and its loss, laid out for ``kernels.sgd_epoch``.
 
-    The typed list holds the Linear layers' own ``_parameters`` / ``_bias`` arrays, so the
-    kernel updates them in place. Before every call they are checked against the layers'
-    current attributes; a reassigned array is converted (``Linear._weights``) and the plan
-    is rebuilt around it.
+    The typed list holds the Linear and Conv1D layers' own ``_parameters`` / ``_bias`` arrays
+    (a Conv1D's weights as a 2-D view), so the kernel updates them in place. Before every call
+    they are checked against the layers' current attributes; a reassigned array is converted
+    (``_weights``) and the plan is rebuilt around it. A network that takes sequences is laid
+    out for the (length, channels) of its data, once ``check_data`` has seen them.
     """
 
     def __init__(self, network, loss):
@@ -185,48 +209,107 @@ class _Plan:
             )
         self.loss, self._loss_module = _LOSSES[type(loss)], loss
         self._layers = list(_layers(network))
-        self._linears = [m for m in self._layers if type(m) is Linear]
-        if not self._linears:
-            raise TypeError("the network has no Linear layer: there is nothing to fuse")
-        dtypes = {m.dtype for m in self._linears}
+        self._weighted = [m for m in self._layers if type(m) in _WEIGHTED]
+        if not self._weighted:
+            raise TypeError("the network has no Linear or Conv1D layer: there is nothing to fuse")
+        dtypes = {m.dtype for m in self._weighted}
         if len(dtypes) > 1:
             names = sorted(d.name for d in dtypes)
-            raise TypeError(f"the Linear layers mix dtypes {names}: they cannot be fused")
+            raise TypeError(f"the Linear and Conv1D layers mix dtypes {names}: they cannot be fused")
+        self.sequences = _takes_sequences(self._layers)
         self.dtype = dtypes.pop()
         self.eps = self.dtype.type(bce_epsilon(self.dtype))
         self._work, self._no_snapshot = np.empty(0, self.dtype), np.empty(0, self.dtype)
         self._saved = None
-        self._bind()
+        self._shape = None  # (length, channels) of the sequences the table is laid out for
+        if not self.sequences:
+            self._bind()
 
-    def _bind(self):
-        """(Re)build the table and the parameter list from the layers' current arrays."""
-        self._bound = [(m, *m._weights()) for m in self._linears]
-        width = self.in_width = self._bound[0][1].shape[0]
+    def _bind(self, shape=None):
+        """(Re)build the table and the parameter list from the layers' current arrays, for
+        input rows of ``shape`` = (length, channels) sequences (None: a network of rows).
+        DimensionMismatchError, before anything changes, where a layer does not fit."""
+        bound = [(m, *m._weights()) for m in self._weighted]
+        if shape is None:
+            width, length, channels = bound[0][1].shape[0], 0, 0
+        else:
+            (length, channels), width = shape, shape[0] * shape[1]
+        in_width = width
         table = [[0] * kernels.PLAN_COLUMNS]
-        parameters, column, widest = [], 0, width
+        parameters, column, widest, cols, scratch, positions_max = [], 0, width, 0, 0, 0
         no_bias = np.zeros((1, 0), self.dtype)
-        linears = iter(self._bound)
+        weights = iter(bound)
         for layer in self._layers:
-            if type(layer) is Linear:
-                _, W, b = next(linears)
+            row = [0] * kernels.PLAN_COLUMNS
+            kind = type(layer)
+            if kind is Flatten:
+                length = channels = 0
+                continue
+            if kind in _ACTIVATIONS:
+                last = table[-1]
+                if (
+                    len(table) > 1
+                    and last[kernels.KIND] in (kernels.LINEAR, kernels.CONV1D)
+                    and not last[kernels.ACT]
+                ):
+                    last[kernels.ACT] = _ACTIVATIONS[kind]  # applied to the product
+                    continue
+                row[kernels.ACT] = _ACTIVATIONS[kind]
+            elif kind is Linear:
+                _, W, b = next(weights)
                 if W.shape[0] != width:
                     raise DimensionMismatchError(
                         f"(_, {W.shape[0]})", ("_", width), f"{layer!r} gets inputs of {width} features"
                     )
                 width = W.shape[1]
-                table.append([1, kernels.NONE, len(parameters), b is not None, width, column])
+                row[kernels.KIND], row[kernels.PARAM], row[kernels.HAS_BIAS] = (
+                    kernels.LINEAR,
+                    len(parameters),
+                    b is not None,
+                )
                 parameters += [W, no_bias if b is None else b]
-            elif len(table) > 1 and table[-1][kernels.IS_LINEAR] and table[-1][kernels.ACT] == kernels.NONE:
-                table[-1][kernels.ACT] = _ACTIVATIONS[type(layer)]  # applied to the Linear's product
-                continue
             else:
-                table.append([0, _ACTIVATIONS[type(layer)], 0, 0, width, column])
+                if kind is MaxPool1D:
+                    k_size, W = layer._k_size, None
+                    row[kernels.KIND] = kernels.MAXPOOL1D
+                else:
+                    _, W, b = next(weights)
+                    k_size = W.shape[0]
+                    if W.shape[1] != channels:
+                        raise DimensionMismatchError(
+                            f"(_, _, {W.shape[1]})",
+                            ("_", length, channels),
+                            f"{layer!r} gets sequences of {channels} channels",
+                        )
+                if length < k_size:
+                    raise DimensionMismatchError(
+                        f"(_, >= {k_size}, _)",
+                        ("_", length, channels),
+                        f"{layer!r} gets sequences of length {length}, shorter than its kernel ({k_size})",
+                    )
+                row[kernels.K_SIZE], row[kernels.STRIDE] = k_size, layer._stride
+                row[kernels.LENGTH], row[kernels.CHANNELS] = length, channels
+                length = (length - k_size) // layer._stride + 1
+                positions_max = max(positions_max, length)
+                if W is not None:
+                    windows = length * k_size * channels
+                    row[kernels.KIND], row[kernels.PARAM] = kernels.CONV1D, len(parameters)
+                    row[kernels.HAS_BIAS], row[kernels.COLS] = b is not None, cols
+                    cols, scratch = cols + windows, max(scratch, windows)
+                    channels = W.shape[2]
+                    parameters += [W.reshape(k_size * W.shape[1], channels), no_bias if b is None else b]
+                width = length * channels
+            row[kernels.WIDTH], row[kernels.COLUMN] = width, column
+            table.append(row)
             column += width
             widest = max(widest, width)
         header = table[0]
-        header[kernels.PARAM] = next(i for i, row in enumerate(table) if row[kernels.IS_LINEAR])
+        header[kernels.PARAM] = next(
+            i for i, row in enumerate(table) if row[kernels.KIND] in (kernels.LINEAR, kernels.CONV1D)
+        )
         header[kernels.WIDTH], header[kernels.COLUMN] = widest, column
-        self.out_width = width
+        header[kernels.COLS], header[kernels.K_SIZE], header[kernels.LENGTH] = cols, scratch, positions_max
+        self._bound, self._shape, self.in_width, self.out_width = bound, shape, in_width, width
         self._table = np.array(table, dtype=np.int64)
         self._arrays, self._size = parameters, sum(a.size for a in parameters)
         self._parameters = kernels.parameter_list(parameters[0])
@@ -234,24 +317,39 @@ class _Plan:
             kernels.parameter_list_append(self._parameters, array)
         self._rows = 0  # the work buffer fits batches of up to this many rows
 
-    def check_data(self, X, y):
-        """DimensionMismatchError unless X and y (2-D, same rows) fit the network."""
-        if X.shape[1] != self.in_width:
-            message = f"X has {X.shape[1]} features, the network takes {self.in_width}"
-            raise DimensionMismatchError(f"(_, {self.in_width})", X.shape, message)
-        if y.shape[1] != self.out_width:
-            message = "y and the network's output must have the same shape" + _one_hot_hint(
-                self._loss_module, y
-            )
-            raise DimensionMismatchError((y.shape[0], self.out_width), y.shape, message)
+    def check_data(self, X, y, names=("X", "y")):
+        """X as the kernel takes it, 2-D (sequences as rows of length * channels values);
+        DimensionMismatchError unless X and y (as many rows) fit the network."""
+        if self.sequences:
+            if X.ndim != 3:
+                message = f"{names[0]} must be 3-D {SEQUENCE} for this network, got {X.ndim}-D"
+                raise DimensionMismatchError(SEQUENCE, X.shape, message)
+            first = next(m for m in self._layers if type(m) in (Conv1D, MaxPool1D, Flatten))
+            channels = np.shape(first._parameters)[1] if type(first) is Conv1D else X.shape[2]
+            if X.shape[2] != channels:
+                message = f"{names[0]} has {X.shape[2]} channels, the network takes {channels}"
+                raise DimensionMismatchError(f"(_, _, {channels})", X.shape, message)
+            if self._shape != X.shape[1:]:
+                self._bind(X.shape[1:])
+            X = X.reshape(len(X), self.in_width)
+        else:
+            check_2d(X, names[0])
+            if X.shape[1] != self.in_width:
+                message = f"{names[0]} has {X.shape[1]} features, the network takes {self.in_width}"
+                raise DimensionMismatchError(f"(_, {self.in_width})", X.shape, message)
+        if y.shape != (len(X), self.out_width):
+            message = f"{names[1]} and the network's output must have the same shape"
+            hint = _one_hot_hint(self._loss_module, y.reshape(len(y), -1)) if y.ndim in (1, 2) else ""
+            raise DimensionMismatchError((len(X), self.out_width), y.shape, message + hint)
+        return X
 
     def run(self, X, y, batch_size, lr, snapshot=False):
-        """One epoch over consecutive batches of X, y (checked by ``check_data``); the mean batch
-        loss, a NumPy scalar of the network's dtype. ``snapshot``: first copy the parameters,
-        for ``restore``."""
+        """One epoch over consecutive batches of X, y (as ``check_data`` returns them); the mean
+        batch loss, a NumPy scalar of the network's dtype. ``snapshot``: first copy the
+        parameters, for ``restore``."""
         for module, W, b in self._bound:
             if module._parameters is not W or module._bias is not b:
-                self._bind()
+                self._bind(self._shape)
                 break
         saved = self._no_snapshot
         if snapshot:
@@ -327,12 +425,7 @@ class Optim(reference.Optim):
         _check_values(X, y, self._loss, self._check_finite, ("batch_x", "batch_y"))
         if plan is None:
             return super().step(X, y)
-        check_2d(X, "batch_x")
-        if y.shape != (len(X), plan.out_width):
-            message = "batch_y and the network's output must have the same shape"
-            hint = _one_hot_hint(self._loss, y.reshape(len(y), -1)) if y.ndim in (1, 2) else ""
-            raise DimensionMismatchError((len(X), plan.out_width), y.shape, message + hint)
-        plan.check_data(X, y)
+        X = plan.check_data(X, y, ("batch_x", "batch_y"))
         if len(X) == 0:
             raise ValueError("batch_x is empty")
         return plan.run(X, y, len(X), plan.dtype.type(self._gradient_step))
@@ -392,7 +485,7 @@ class Trainer:
         self._snapshot, self._saved = bool(snapshot), None
         X, y = X[order], y[order]
         if self._plan is not None:
-            self._X, self._y = np.ascontiguousarray(X), np.ascontiguousarray(y)
+            self._X, self._y = np.ascontiguousarray(X.reshape(len(X), -1)), np.ascontiguousarray(y)
             self._batch_size, self._lr = batch_size, self._plan.dtype.type(gradient_step)
         else:
             starts = range(0, len(X), batch_size)

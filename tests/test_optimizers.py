@@ -589,35 +589,121 @@ def test_snapshot_grows_when_a_bias_is_assigned(path):
 # ---------------------------------------------------------------- convolutional networks
 
 
-def conv_net(ns, dtype):
-    """Conv1D, ReLU, MaxPool1D (overlapping windows), Flatten, Linear: W8 in miniature."""
-    return ns.Sequential(
-        ns.Conv1D(3, 2, 4, 2, dtype=dtype),
+def conv_net(ns, dtype, stride=2, head=True):
+    """Conv1D, ReLU, MaxPool1D (overlapping windows), Flatten, Linear: W8 in miniature (on
+    sequences of length 7; ``head``: a Sigmoid last, for MSE and BCE)."""
+    pooled = (7 - 3) // stride  # the conv's positions, less one for the pool
+    layers = [
+        ns.Conv1D(3, 2, 4, stride, dtype=dtype),
         ns.ReLU(),
         ns.MaxPool1D(2, 1),
         ns.Flatten(),
-        ns.Linear(8, 3, dtype=dtype),
-        ns.Sigmoid(),
+        ns.Linear(pooled * 4, 3, dtype=dtype),
+    ]
+    return ns.Sequential(*layers, *([ns.Sigmoid()] if head else []))
+
+
+def deep_conv_net(ns, dtype, stride=2, head=True):
+    """Two Conv1D (the second gets a delta below it, has several input channels and no bias),
+    a Tanh alone after a pool, a Flatten inside a nested Sequential."""
+    length = ((7 - 2 + 1) - 2) // stride + 1  # after Conv1D(2, stride 1), then Conv1D(2, stride)
+    pooled = (length - 2) // 2 + 1
+    return ns.Sequential(
+        ns.Conv1D(2, 2, 3, 1, dtype=dtype),
+        ns.Tanh(),
+        ns.Conv1D(2, 3, 4, stride, bias=False, dtype=dtype),
+        ns.MaxPool1D(2, 2),
+        ns.Tanh(),
+        ns.Sequential(ns.Flatten(), ns.Linear(pooled * 4, 3, dtype=dtype)),
+        *([ns.Sigmoid()] if head else []),
     )
 
 
-def sequences(rows, seed=2):
+CONV_NETS = {"conv": conv_net, "deep_conv": deep_conv_net}
+
+
+def sequences(rows, seed=2, one_hot=False):
     rs = np.random.RandomState(seed)
-    return rs.standard_normal((rows, 7, 2)), rs.uniform(0.05, 0.95, (rows, 3))
+    X, y = rs.standard_normal((rows, 7, 2)), rs.uniform(0.05, 0.95, (rows, 3))
+    return X, (np.eye(3)[np.argmax(y, axis=1)] if one_hot else y)
 
 
-@pytest.mark.parametrize("loss_name", ["MSELoss", "BCELoss"])
-def test_convolutional_network_matches_the_reference(loss_name, dtype):
-    X, y = sequences(11)  # batches of 4: the last has 3 rows
-    expected = train(ref, build(conv_net, ref, dtype), loss_name, X, y, 4, 0.5, 4)
-    network = build(conv_net, pyldl, dtype)
-    run = train(pyldl, network, loss_name, X, y, 4, 0.5, 4)
-    assert_same_run(run, expected, dtype)
-    assert not Trainer(network, pyldl.MSELoss(), X, y, 4).fused  # not fused yet: module by module
+@pytest.mark.parametrize("batch_size", [4, 1], ids=["batch4", "batch1"])  # 11 rows: the last batch has 3
+@pytest.mark.parametrize("stride", [1, 2], ids=["stride1", "stride2"])
+@pytest.mark.parametrize("loss_name", ["MSELoss", "BCELoss", "CrossEntropyLoss"])
+@pytest.mark.parametrize("name", CONV_NETS)
+def test_convolutional_network_fused_and_modules_match_the_reference(
+    name, loss_name, stride, batch_size, dtype
+):
+    cross_entropy = loss_name == "CrossEntropyLoss"
+    X, y = sequences(11, one_hot=cross_entropy)
+    step = 0.05 if cross_entropy else 0.5
+
+    def make(ns, dtype):
+        return CONV_NETS[name](ns, dtype, stride, head=not cross_entropy)
+
+    expected = train(ref, build(make, ref, dtype), loss_name, X, y, batch_size, step, 3)
+    for path, kwargs in PATHS.items():
+        network = build(make, pyldl, dtype)
+        assert Trainer(network, getattr(pyldl, loss_name)(), X, y, batch_size, **kwargs).fused == (
+            path == "fused"
+        )
+        run = train(pyldl, network, loss_name, X, y, batch_size, step, 3, **kwargs)
+        assert_same_run(run, expected, dtype)
     assert expected[0][-1] < expected[0][0]
-    batch = pyldl.Optim(build(conv_net, pyldl, dtype), getattr(pyldl, loss_name)(), 0.5).step(X[:4], y[:4])
-    reference = ref.Optim(build(conv_net, ref, dtype), getattr(ref, loss_name)(), 0.5).step(X[:4], y[:4])
-    assert_close(np.asarray(batch, dtype), np.asarray(reference, dtype), "run", dtype)
+
+
+@pytest.mark.parametrize("name", CONV_NETS)
+def test_convolutional_optim_step_matches_the_reference(name, dtype):
+    X, y = sequences(20)
+    runs = []
+    for ns, kwargs in [(ref, {}), (pyldl, PATHS["fused"]), (pyldl, PATHS["modules"])]:
+        network = build(CONV_NETS[name], ns, dtype)
+        optim = ns.Optim(network, ns.BCELoss(), 0.5, **kwargs)
+        losses, start = [], 0
+        for size in [3, 5, 1, 4]:  # the work buffer grows, then is reused
+            losses.append(optim.step(X[start : start + size], y[start : start + size]))
+            start += size
+        runs.append((losses, parameters(network)))
+    assert pyldl.Optim(build(CONV_NETS[name], pyldl, dtype), pyldl.BCELoss()).fused
+    for run in runs:
+        assert_same_run(run, runs[0], dtype, np.dtype(dtype).type)
+
+
+def test_convolutional_plan_follows_the_sequence_length():
+    """One Optim on sequences of two lengths (a Flatten first: any length fits), then errors
+    for a sequence the network cannot take, before anything changes."""
+    with seeded(0):
+        network = pyldl.Sequential(pyldl.MaxPool1D(2, 2), pyldl.Flatten(), pyldl.Tanh(), pyldl.Linear(6, 1))
+    optim = pyldl.Optim(network, pyldl.MSELoss(), 0.1, fused=True)
+    X, y = sequences(4)
+    assert np.isfinite(optim.step(X, y[:, :1]))
+    before = [p.copy() for p in parameters(network)]
+    with pytest.raises(DimensionMismatchError, match="gets inputs of 2 features"):
+        optim.step(X[:, :3], y[:, :1])  # pooled to (4, 1, 2): 2 features
+    with pytest.raises(DimensionMismatchError, match="shorter than its kernel"):
+        optim.step(X[:, :1], y[:, :1])
+    with pytest.raises(DimensionMismatchError, match="batch_x must be 3-D"):
+        optim.step(X[:, :, 0], y[:, :1])
+    assert all(np.array_equal(p, q) for p, q in zip(parameters(network), before, strict=True))
+    assert np.isfinite(optim.step(X[:, :6], y[:, :1]))  # 3 positions of 2 channels: 6 features
+    flatten_first = pyldl.Sequential(pyldl.Flatten(), pyldl.Linear(14, 2))
+    assert Trainer(flatten_first, pyldl.MSELoss(), X, y[:, :2]).fused
+
+
+def test_what_cannot_be_fused_on_sequences_falls_back():
+    X, y = sequences(8)
+    cases = [
+        pyldl.Sequential(pyldl.Conv1D(3, 2, 4), pyldl.Softmax(), pyldl.Flatten(), pyldl.Linear(20, 3)),
+        pyldl.Sequential(pyldl.Conv1D(3, 2, 1), pyldl.Flatten(), pyldl.Conv1D(1, 1, 1)),
+        pyldl.Sequential(pyldl.Conv1D(3, 2, 3, 2), pyldl.MaxPool1D(1, 1)),  # a sequence out
+    ]
+    messages = ["Softmax", "gets rows", "output is a sequence"]
+    for network, message in zip(cases, messages, strict=True):
+        with pytest.raises(TypeError, match=message):
+            Trainer(network, pyldl.MSELoss(), X, y, fused=True)
+    trainer = Trainer(cases[0], pyldl.MSELoss(), X, y)
+    assert not trainer.fused and np.isfinite(trainer.epoch())
 
 
 def test_convolutional_network_sees_assigned_parameters_and_converts_its_input():

@@ -3,13 +3,22 @@
 The plan is an int64 table, one row per step (row 0 is a header), plus one typed list of the
 network's parameter arrays (the Module's own arrays, updated in place): a Linear's weights at
 ``PARAM`` and its bias (or a placeholder) at ``PARAM + 1`` (one list, not two: unboxing a
-typed list costs about 1.3 us per call). A step is a Linear, optionally followed by an
-activation (``ACT``), or an activation alone.
+typed list costs about 1.3 us per call); a Conv1D's weights as their (k_size * chan_in,
+chan_out) view. A step (``KIND``) is a Linear or a Conv1D, optionally followed by an
+activation (``ACT``), a MaxPool1D, or an activation alone. Flatten is no step: a (batch,
+length, channels) block is already (batch, length * channels) in memory, and sequences travel
+as such rows; Conv1D and MaxPool1D steps keep their ``K_SIZE``, ``STRIDE`` and the ``LENGTH``
+and ``CHANNELS`` of their input.
 
 Step ``s`` writes its output to ``work`` at ``rows * COLUMN`` as a (batch, ``WIDTH``) block,
 ``rows`` being the largest batch; two more blocks of the widest step hold the deltas (and
-the loss terms, and a Linear's product before its activation), and a column of ones sums
-the bias gradient in gemm (``work_size``).
+the loss terms, and a product before its activation), a column of ones sums the bias
+gradient in gemm, a Conv1D keeps the windows of its input (im2col) at ``rows * COLS`` from
+forward to its weight update, and one more region holds the windows of a Conv1D's delta
+below (``work_size``). The header row keeps the widths' sum in ``COLUMN``, the widest step in
+``WIDTH``, the first step with parameters in ``PARAM``, the windows' columns in ``COLS``,
+the most windows per sample (the ones column's length per row) in ``LENGTH`` and the widest
+delta windows per row in ``K_SIZE``.
 
 Backward passes use each activation's output (s (1 - s), 1 - t**2, [out > 0], the softmax
 Jacobian), never its input, so a Linear's product need not be kept.
@@ -28,21 +37,24 @@ from ._blas import gemm
 from ._numba import OPTIONS, jit
 from .activations import relu_forward, sigmoid_forward, softmax_forward, tanh_forward
 from .losses import cross_entropy_backward, cross_entropy_forward
-from .modules import add_bias
+from .modules import add_bias, conv1d_backward_delta, im2col, maxpool1d_backward_delta, maxpool1d_forward
 
 # activations (the ACT column; NONE: a Linear alone)
 NONE, TANH, SIGMOID, RELU, SOFTMAX = 0, 1, 2, 3, 4
 # losses
 MSE, BCE, CROSS_ENTROPY = 0, 1, 2
-# plan columns; the header row keeps the sum of the steps' widths in COLUMN, the widest step
-# in WIDTH and the row of the first Linear in PARAM
-IS_LINEAR, ACT, PARAM, HAS_BIAS, WIDTH, COLUMN = range(6)
-PLAN_COLUMNS = 6
+# step kinds (the KIND column)
+ACTIVATION, LINEAR, CONV1D, MAXPOOL1D = 0, 1, 2, 3
+# plan columns (the header row's meaning: module docstring)
+KIND, ACT, PARAM, HAS_BIAS, WIDTH, COLUMN, K_SIZE, STRIDE, LENGTH, CHANNELS, COLS = range(11)
+PLAN_COLUMNS = 11
 
 
 def work_size(plan, rows):
     """Elements of ``work`` that ``sgd_epoch`` needs for batches of up to ``rows`` rows."""
-    return rows * (int(plan[0, COLUMN]) + 2 * int(plan[0, WIDTH]) + 1)
+    header = plan[0]
+    per_row = int(header[COLUMN]) + 2 * int(header[WIDTH]) + int(header[COLS]) + int(header[K_SIZE])
+    return rows * (per_row + max(1, int(header[LENGTH])))
 
 
 @jit
@@ -223,14 +235,17 @@ def _sum(x):
 def sgd_epoch(plan, parameters, X, y, batch_size, lr, loss, eps, work, snapshot):
     """One epoch of minibatch SGD over consecutive row slices of X, y (the last may be partial).
 
-    Per batch: forward, loss, loss backward, then from the last step down to the first
-    Linear: activation backward, the delta for the step below (from the weights before the
-    update; none below the first Linear), ``W -= lr X_in^T delta`` (one gemm, no gradient
-    buffer) and ``b -= lr * ones^T delta`` (gemm too). X (N, I), y (N, O) and work
-    (``work_size``) of the parameters' dtype, lr and eps scalars of it (a loss code in
-    ``loss``). Returns the mean of the batch losses, each as the Loss module computes it.
-    A non-empty ``snapshot`` first receives every parameter array, flattened one after the
-    other (SGD's copy for its divergence guard, without a NumPy call per array).
+    Per batch: forward, loss, loss backward, then from the last step down to the first step
+    with parameters: activation backward, the delta for the step below (from the weights
+    before the update; none below the first step with parameters), then the update without
+    a gradient buffer: a Linear's ``W -= lr X_in^T delta`` and ``b -= lr ones^T delta``, a
+    Conv1D's ``W -= (lr / n) cols^T delta`` (its windows kept from forward, n the batch's
+    rows: PyLDL divides Conv1D's gradient by the batch) and its bias likewise, all by gemm.
+    X (N, I) (sequences as (N, length * channels) rows), y (N, O) and work (``work_size``) of
+    the parameters' dtype, lr and eps scalars of it (a loss code in ``loss``). Returns the
+    mean of the batch losses, each as the Loss module computes it. A non-empty ``snapshot``
+    first receives every parameter array, flattened one after the other (SGD's copy for its
+    divergence guard, without a NumPy call per array).
     """
     if snapshot.size:
         at = 0
@@ -247,23 +262,47 @@ def sgd_epoch(plan, parameters, X, y, batch_size, lr, loss, eps, work, snapshot)
     out_width = plan[last, WIDTH]
     deltas_at = rows * plan[0, COLUMN]
     ones_at = deltas_at + 2 * rows * widest
-    work[ones_at : ones_at + rows] = 1
+    cols_at = ones_at + rows * max(1, plan[0, LENGTH])
+    scratch_at = cols_at + rows * plan[0, COLS]
+    work[ones_at:cols_at] = 1
     total = 0.0
     batches = 0
     for start in range(0, total_rows, batch_size):
         n = min(batch_size, total_rows - start)
         x = X[start : start + n]
         for s in range(1, last + 1):
+            kind, act = plan[s, KIND], plan[s, ACT]
             at, width = rows * plan[s, COLUMN], plan[s, WIDTH]
             out = work[at : at + n * width].reshape((n, width))
-            act = plan[s, ACT]
-            if plan[s, IS_LINEAR]:
+            k_size, stride, length, channels = (
+                plan[s, K_SIZE],
+                plan[s, STRIDE],
+                plan[s, LENGTH],
+                plan[s, CHANNELS],
+            )
+            if kind == MAXPOOL1D:
+                positions = width // channels
+                maxpool1d_forward(
+                    x.reshape((n, length, channels)), k_size, stride, out.reshape((n, positions, channels))
+                )
+            elif kind != ACTIVATION:
                 # the product goes to the (still unused) delta block when an activation follows:
                 # in place, the activation loops would fail their overlap check and not vectorise
                 z = work[deltas_at : deltas_at + n * width].reshape((n, width)) if act != NONE else out
-                gemm(False, False, 1.0, x, parameters[plan[s, PARAM]], 0.0, z)
+                W = parameters[plan[s, PARAM]]
+                product = z
+                if kind == LINEAR:
+                    gemm(False, False, 1.0, x, W, 0.0, z)
+                else:
+                    positions = width // W.shape[1]
+                    cols_start = cols_at + rows * plan[s, COLS]
+                    cols = work[cols_start : cols_start + n * positions * W.shape[0]]
+                    cols = cols.reshape((n * positions, W.shape[0]))
+                    im2col(x.reshape((n, length, channels)), k_size, stride, cols)
+                    product = z.reshape((n * positions, W.shape[1]))
+                    gemm(False, False, 1.0, cols, W, 0.0, product)
                 if plan[s, HAS_BIAS]:
-                    add_bias(z, parameters[plan[s, PARAM] + 1])
+                    add_bias(product, parameters[plan[s, PARAM] + 1])
                 x = z
             if act == SOFTMAX:
                 softmax_forward(x, out)
@@ -280,30 +319,69 @@ def sgd_epoch(plan, parameters, X, y, batch_size, lr, loss, eps, work, snapshot)
         delta = work[delta_at : delta_at + n * out_width].reshape((n, out_width))
         total += _loss_backward(loss, y[start : start + n], x, eps, delta, work[spare_at:])
         for s in range(last, first - 1, -1):
+            kind = plan[s, KIND]
             at, width = rows * plan[s, COLUMN], plan[s, WIDTH]
             _activation_backward(work[at : at + n * width].reshape((n, width)), delta, plan[s, ACT])
-            if not plan[s, IS_LINEAR]:
+            if kind == ACTIVATION:
                 continue
-            W = parameters[plan[s, PARAM]]
-            below = delta
-            if s > first:
-                below = work[spare_at : spare_at + n * W.shape[0]].reshape((n, W.shape[0]))
-                if width == 1:
-                    _outer(delta.reshape(n), W.reshape(W.shape[0]), below)
-                else:
-                    gemm(False, True, 1.0, delta, W, 0.0, below)
-            x = X[start : start + n]
+            x = X[start : start + n]  # the step's input
             if s > 1:
                 at = rows * plan[s - 1, COLUMN]
-                x = work[at : at + n * W.shape[0]].reshape((n, W.shape[0]))
-            gemm(True, False, -lr, x, delta, 1.0, W)
-            if plan[s, HAS_BIAS]:
-                bias = parameters[plan[s, PARAM] + 1]
-                if n == 1:  # a loop beats a gemm call here: 0.01 against 0.1-0.3 us
-                    for j in range(width):
-                        bias[0, j] -= lr * delta[0, j]
-                else:
-                    gemm(True, False, -lr, work[ones_at : ones_at + n].reshape((n, 1)), delta, 1.0, bias)
+                x = work[at : at + n * plan[s - 1, WIDTH]].reshape((n, plan[s - 1, WIDTH]))
+            below = work[spare_at : spare_at + x.size].reshape(x.shape)
+            k_size, stride, length, channels = (
+                plan[s, K_SIZE],
+                plan[s, STRIDE],
+                plan[s, LENGTH],
+                plan[s, CHANNELS],
+            )
+            if kind == MAXPOOL1D:
+                maxpool1d_backward_delta(
+                    x.reshape((n, length, channels)),
+                    delta.reshape((n, width // channels, channels)),
+                    k_size,
+                    stride,
+                    below.reshape((n, length, channels)),
+                )
+            elif kind == LINEAR:
+                W = parameters[plan[s, PARAM]]
+                if s > first:
+                    if width == 1:
+                        _outer(delta.reshape(n), W.reshape(W.shape[0]), below)
+                    else:
+                        gemm(False, True, 1.0, delta, W, 0.0, below)
+                gemm(True, False, -lr, x, delta, 1.0, W)
+                if plan[s, HAS_BIAS]:
+                    bias = parameters[plan[s, PARAM] + 1]
+                    if n == 1:  # a loop beats a gemm call here: 0.01 against 0.1-0.3 us
+                        for j in range(width):
+                            bias[0, j] -= lr * delta[0, j]
+                    else:
+                        gemm(True, False, -lr, work[ones_at : ones_at + n].reshape((n, 1)), delta, 1.0, bias)
+            else:
+                W = parameters[plan[s, PARAM]]
+                chan_out = W.shape[1]
+                positions = width // chan_out
+                windows = n * positions
+                if s > first:
+                    scratch = work[scratch_at : scratch_at + windows * W.shape[0]].reshape(
+                        (windows, W.shape[0])
+                    )
+                    conv1d_backward_delta(
+                        delta.reshape((n, positions, chan_out)),
+                        W.reshape((k_size, channels, chan_out)),
+                        stride,
+                        scratch,
+                        below.reshape((n, length, channels)),
+                    )
+                cols_start = cols_at + rows * plan[s, COLS]
+                cols = work[cols_start : cols_start + windows * W.shape[0]].reshape((windows, W.shape[0]))
+                rate = lr / W.dtype.type(n)
+                gemm(True, False, -rate, cols, delta.reshape((windows, chan_out)), 1.0, W)
+                if plan[s, HAS_BIAS]:
+                    ones = work[ones_at : ones_at + windows].reshape((windows, 1))
+                    bias = parameters[plan[s, PARAM] + 1]
+                    gemm(True, False, -rate, ones, delta.reshape((windows, chan_out)), 1.0, bias)
             delta = below
             delta_at, spare_at = spare_at, delta_at
         batches += 1

@@ -6,21 +6,48 @@
 """
 
 import ctypes
+import importlib
+import importlib.util
+import sys
 import threading
 from contextlib import contextmanager, nullcontext
+from importlib.machinery import EXTENSION_SUFFIXES
+from pathlib import Path
 
 import llvmlite.binding as llvm
 import numpy as np
+import scipy
 from numba import types
 from numba.core import cgutils
-from numba.extending import get_cython_function_address, intrinsic, overload
-from scipy.linalg import cython_blas
+from numba.extending import intrinsic, overload
+
+
+def _cython_blas():
+    """``scipy.linalg.cython_blas`` loaded from its file, without running ``scipy.linalg``'s
+    ``__init__`` (a third of ``import pyldl``: 0.2-0.5 s); the plain import where no such file is."""
+    name = "scipy.linalg.cython_blas"
+    paths = [Path(scipy.__file__).parent / "linalg" / f"cython_blas{suffix}" for suffix in EXTENSION_SUFFIXES]
+    path = next((p for p in paths if p.is_file()), None)
+    if name in sys.modules or path is None:
+        return importlib.import_module(name)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+cython_blas = _cython_blas()
+_capsule_name = ctypes.pythonapi.PyCapsule_GetName
+_capsule_name.restype, _capsule_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
+_capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+_capsule_pointer.restype, _capsule_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
 
 
 def _external_gemm(name):
     """Declare SciPy's ``name`` as a symbol (not a ctypes pointer), so kernels can be cached."""
     symbol = f"pyldl_{name}"
-    llvm.add_symbol(symbol, get_cython_function_address("scipy.linalg.cython_blas", name))
+    capsule = cython_blas.__pyx_capi__[name]
+    llvm.add_symbol(symbol, _capsule_pointer(capsule, _capsule_name(capsule)))
     return types.ExternalFunction(symbol, types.void(*([types.voidptr] * 13)))
 
 

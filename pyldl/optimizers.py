@@ -20,6 +20,7 @@ from .base import Module, as_float_array, check_2d, check_same_rows
 from .checkpoints import save
 from .exceptions import DimensionMismatchError, DivergenceError
 from .kernels import optimizers as kernels
+from .kernels._blas import threads_for
 from .layers import AutoEncoder, Sequential
 from .losses import BCELoss, CrossEntropyLoss, MSELoss
 from .modules import Conv1D, Flatten, Linear, MaxPool1D
@@ -236,7 +237,7 @@ class _Plan:
             (length, channels), width = shape, shape[0] * shape[1]
         in_width = width
         table = [[0] * kernels.PLAN_COLUMNS]
-        parameters, column, widest, cols, scratch, positions_max = [], 0, width, 0, 0, 0
+        parameters, column, widest, cols, scratch, positions_max, largest = [], 0, width, 0, 0, 0, 0
         no_bias = np.zeros((1, 0), self.dtype)
         weights = iter(bound)
         for layer in self._layers:
@@ -261,7 +262,7 @@ class _Plan:
                     raise DimensionMismatchError(
                         f"(_, {W.shape[0]})", ("_", width), f"{layer!r} gets inputs of {width} features"
                     )
-                width = W.shape[1]
+                width, largest = W.shape[1], max(largest, W.size)
                 row[kernels.KIND], row[kernels.PARAM], row[kernels.HAS_BIAS] = (
                     kernels.LINEAR,
                     len(parameters),
@@ -296,6 +297,7 @@ class _Plan:
                     row[kernels.KIND], row[kernels.PARAM] = kernels.CONV1D, len(parameters)
                     row[kernels.HAS_BIAS], row[kernels.COLS] = b is not None, cols
                     cols, scratch = cols + windows, max(scratch, windows)
+                    largest = max(largest, windows * W.shape[2])
                     channels = W.shape[2]
                     parameters += [W.reshape(k_size * W.shape[1], channels), no_bias if b is None else b]
                 width = length * channels
@@ -310,6 +312,7 @@ class _Plan:
         header[kernels.WIDTH], header[kernels.COLUMN] = widest, column
         header[kernels.COLS], header[kernels.K_SIZE], header[kernels.LENGTH] = cols, scratch, positions_max
         self._bound, self._shape, self.in_width, self.out_width = bound, shape, in_width, width
+        self._largest = largest  # multiply-adds per row of the largest product
         self._table = np.array(table, dtype=np.int64)
         self._arrays, self._size = parameters, sum(a.size for a in parameters)
         self._parameters = kernels.parameter_list(parameters[0])
@@ -362,9 +365,10 @@ class _Plan:
             if self._work.size < size:
                 self._work = np.empty(size, self.dtype)
             self._rows = rows
-        value = kernels.sgd_epoch(
-            self._table, self._parameters, X, y, batch_size, lr, self.loss, self.eps, self._work, saved
-        )
+        with threads_for(rows * self._largest):
+            value = kernels.sgd_epoch(
+                self._table, self._parameters, X, y, batch_size, lr, self.loss, self.eps, self._work, saved
+            )
         return self.dtype.type(value)
 
     def restore(self):

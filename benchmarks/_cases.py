@@ -153,7 +153,8 @@ def bare_network(workload, dtype):
 def bare_epoch(layers, loss, batches, gradient_step):
     """The NumPy operations of PyLDL (SPEC.md) for one epoch of :func:`hand_epoch`, done bare:
     no classes, no checks, no conversions. The yardstick the reference's own cost is measured
-    against. ``layers`` from :func:`bare_network` (updated in place), ``loss`` "mse" or "bce"."""
+    against. ``layers`` from :func:`bare_network` (updated in place), ``loss`` "mse", "bce" or
+    "cross_entropy"."""
     from pyldl.reference.losses import bce_epsilon
 
     losses = []
@@ -173,6 +174,12 @@ def bare_epoch(layers, loss, batches, gradient_step):
         if loss == "mse":
             losses.append(np.mean(np.sum((y - x) ** 2, axis=1)))
             delta = -2 * (y - x)
+        elif loss == "cross_entropy":  # logits in
+            top = x.max(axis=1, keepdims=True)
+            e = np.exp(x - top)
+            sums = e.sum(axis=1, keepdims=True)
+            losses.append(np.mean(np.log(sums[:, 0]) + top[:, 0] - np.sum(y * x, axis=1)))
+            delta = e / sums - y
         else:
             eps = bce_epsilon(x.dtype)
             p = np.clip(x, eps, 1 - eps)

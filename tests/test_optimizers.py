@@ -734,6 +734,13 @@ def test_convolutional_plan_follows_the_sequence_length():
     assert np.isfinite(optim.step(X[:, :6], y[:, :1]))  # 3 positions of 2 channels: 6 features
     flatten_first = pyldl.Sequential(pyldl.Flatten(), pyldl.Linear(14, 2))
     assert Trainer(flatten_first, pyldl.MSELoss(), X, y[:, :2]).fused
+    mismatched = pyldl.Sequential(
+        pyldl.Conv1D(3, 2, 4), pyldl.Conv1D(2, 3, 1), pyldl.Flatten(), pyldl.Linear(4, 3)
+    )
+    with pytest.raises(
+        DimensionMismatchError, match=r"Conv1D\(2, 3 -> 1, stride=1\) gets sequences of 4 channels"
+    ):
+        Trainer(mismatched, pyldl.MSELoss(), X, y, fused=True)
 
 
 def test_what_cannot_be_fused_on_sequences_falls_back():

@@ -172,11 +172,15 @@ def maxpool1d_backward_delta(X, delta, k_size, stride, out):
 
     X (N, L, C), delta (N, d_out, C), out (N, L, C).
     """
-    out[...] = 0
-    channels = X.shape[2]
+    channels, d_out = X.shape[2], delta.shape[1]
+    tiled = stride == k_size  # windows side by side: each position written once, no zeroing pass
+    if tiled:
+        out[:, d_out * stride :] = 0
+    else:
+        out[...] = 0
     best, at = np.empty(channels, X.dtype), np.empty(channels, np.intp)
     for b in range(delta.shape[0]):
-        for d in range(delta.shape[1]):
+        for d in range(d_out):
             start = d * stride
             best[:] = X[b, start]
             at[:] = start
@@ -187,5 +191,12 @@ def maxpool1d_backward_delta(X, delta, k_size, stride, out):
                     take = top == top and not value <= top
                     best[c] = value if take else top
                     at[c] = start + k if take else at[c]
-            for c in range(channels):
-                out[b, at[c], c] += delta[b, d, c]
+            if tiled:  # writes, not zeroing then adding (W8's pool, float64: 72 -> 44 us)
+                zero, grad = out.dtype.type(0), delta[b, d]
+                for k in range(k_size):
+                    row = out[b, start + k]
+                    for c in range(channels):
+                        row[c] = grad[c] if at[c] == start + k else zero
+            else:
+                for c in range(channels):
+                    out[b, at[c], c] += delta[b, d, c]

@@ -10,9 +10,11 @@ as an argument: ``def network(hidden): ...`` gets the configuration's ``hidden``
 Determinism: a configuration's losses are, bitwise, those of the PyLDL way run alone,
 ``np.random.seed(seed); net = network(); SGD(net, loss, X, y, batch_size, gradient_step,
 n_iter)``, whatever the backend, the number of workers or the order the trainings end in.
-Each network is built, and its row order drawn, under one process-wide lock, with the global
-RNG seeded for it and put back afterwards; SGD then gets that order explicitly and draws
-nothing, so trainings running side by side never share a random draw.
+Each network is built, and its row order drawn, under one process-wide lock, right after
+``np.random.seed(seed)``; SGD then gets that order explicitly and draws nothing, so trainings
+running side by side never share a random draw. When :func:`sweep` returns, NumPy's global
+RNG is in the state it had before (other code drawing from it while a sweep runs in the same
+process would see seeded draws, and could break the determinism).
 
 Backends (``pip install 'pyldl[sweep]'``: joblib, dask.distributed, threadpoolctl, pandas):
 
@@ -34,7 +36,6 @@ stopped before it ran), ``error`` (``"Type: message"``, or None) and ``checkpoin
 network's file name, or None).
 """
 
-import concurrent.futures
 import contextlib
 import contextvars
 import dataclasses
@@ -57,7 +58,6 @@ from .base import Loss
 from .checkpoints import _write_atomically, save
 from .exceptions import DivergenceError
 from .optimizers import SGD
-from .workloads import seeded
 
 __all__ = ["BACKENDS", "grid", "plot", "sweep", "to_frame"]
 
@@ -65,6 +65,7 @@ BACKENDS = ("threads", "processes", "dask")
 REQUIRED = ("network", "loss", "X", "y", "batch_size", "gradient_step", "n_iter", "seed")
 _OBJECTS = ("network", "loss", "X", "y")  # kept out of the parameters (names only in results)
 _RESULT_KEYS = ("losses", "final_loss", "seconds", "status", "error", "checkpoint")
+_SHORT = 1e-3  # seconds: a training this short is mostly Python (see _on_threads)
 _DONE = ("ok", "diverged")  # statuses a results folder keeps; errors run again on a rerun
 
 _RNG_LOCK = threading.Lock()  # held while a network is built and its row order drawn
@@ -157,15 +158,17 @@ def sweep(
     bar = tqdm(total=len(configs), initial=len(configs) - len(tasks), disable=not progress, unit="config")
     bar.set_description("sweep")
 
-    def collect(index, outcome):
+    def collect(index, outcome):  # called from one thread at a time, or from the threads' workers
         results[index] = _finish(*tasks[index], outcome, folder, save_networks)
         bar.update()
 
     run = {"threads": _on_threads, "processes": _on_processes, "dask": _on_dask}[backend]
+    state = np.random.get_state()  # trainings in this process seed the global RNG
     try:
         if tasks:
             run(tasks, workers, client, save_networks, collect, lambda index: results[index] is None)
     finally:
+        np.random.set_state(state)
         bar.close()
     for index, (config, params, _) in tasks.items():
         if results[index] is None:
@@ -319,15 +322,24 @@ def _finish(config, params, key, outcome, folder, save_networks):
 # -- one training ------------------------------------------------------------------------
 
 
-def _call(factory, params):
-    """``factory(**the parameters it names as arguments)``."""
+@functools.lru_cache(maxsize=256)
+def _argument_names(factory):
+    """The names ``factory`` takes as keyword arguments (cached: inspect costs ~15 us a call)."""
     try:
         signature = inspect.signature(factory)
     except (TypeError, ValueError):  # some builtins have none: call without arguments
-        return factory()
+        return ()
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    names = [p.name for p in signature.parameters.values() if p.kind in kinds and p.name in params]
-    return factory(**{name: params[name] for name in names})
+    return tuple(p.name for p in signature.parameters.values() if p.kind in kinds)
+
+
+def _call(factory, params):
+    """``factory(**the parameters it names as arguments)``."""
+    try:
+        names = _argument_names(factory)
+    except TypeError:  # an unhashable callable
+        names = _argument_names.__wrapped__(factory)
+    return factory(**{name: params[name] for name in names if name in params})
 
 
 def _train(config, params, keep_network=True):
@@ -338,7 +350,8 @@ def _train(config, params, keep_network=True):
     start = time.perf_counter()
     network, losses, status, error = None, [], "ok", None
     try:
-        with _RNG_LOCK, seeded(config["seed"]):
+        with _RNG_LOCK:  # sweep() puts the caller's global RNG state back at the end
+            np.random.seed(config["seed"])
             network = _call(config["network"], params)
             loss = config["loss"] if isinstance(config["loss"], Loss) else _call(config["loss"], params)
             order = np.random.permutation(len(config["X"]))
@@ -392,25 +405,64 @@ def _train_remote(index, config, params, keep_network, X=None, y=None):
 
 
 def _on_threads(tasks, workers, client, keep_network, collect, pending):
-    with _one_blas_thread():
-        pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="pyldl-sweep")
-        futures = {}
+    """``workers`` threads take the tasks in turn, each collecting its own results (waking the
+    caller's thread for each one would cost a GIL hand-over per configuration).
+
+    Threads of rank 1 and up pause while the last training took under ``_SHORT`` seconds: such
+    trainings are mostly Python set-up, which holds the GIL, and a second thread only adds GIL
+    hand-overs (200 W1 trainings of 5 epochs, benchmarks/bench_sweeps.py: 2.5x the time of
+    their SGD calls alone on 2 threads, 1.3x on one).
+    """
+    todo, workers = iter(list(tasks.items())), min(workers, len(tasks))
+    # stop: no task left, Ctrl-C, or an error; busy: threads inside work(); ended: threads done
+    state = {"limit": workers, "stop": False, "busy": 0, "ended": 0}
+    changed = threading.Condition()
+    errors = []
+
+    def work(rank):
+        with changed:
+            state["busy"] += 1
         try:
-            for index, (config, params, _) in tasks.items():  # in a copy of the caller's context
-                context = contextvars.copy_context()  # (np.errstate lives there)
-                futures[pool.submit(context.run, _train, config, params, keep_network)] = index
-            waiting = set(futures)
-            while waiting:  # a timeout, so that Ctrl-C is seen even while every thread computes
-                done, waiting = concurrent.futures.wait(waiting, 0.1, concurrent.futures.FIRST_COMPLETED)
-                for future in done:
-                    collect(futures[future], future.result())
-        except KeyboardInterrupt:
-            pool.shutdown(wait=True, cancel_futures=True)
-            for future, index in futures.items():  # those that ended while we waited
-                if pending(index) and future.done() and not future.cancelled():
-                    collect(index, future.result())
+            while True:
+                with changed:
+                    changed.wait_for(lambda: rank < state["limit"] or state["stop"])
+                    index, (config, params, _) = next(todo, (None, (None, None, None)))
+                    if state["stop"] or index is None:
+                        state["stop"] = True
+                        return
+                outcome = _train(config, params, keep_network)
+                collect(index, outcome)
+                limit = workers if outcome[2] >= _SHORT else 1
+                if limit != state["limit"]:  # waking the others costs GIL hand-overs
+                    with changed:
+                        state["limit"] = limit
+                        changed.notify_all()
+        except BaseException as error:  # collect failed: re-raised in the caller's thread
+            errors.append(error)
+            state["stop"] = True
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            with changed:
+                state["busy"] -= 1
+                state["ended"] += 1
+                changed.notify_all()
+
+    with _one_blas_thread():
+        try:  # Ctrl-C can come while the threads start (the first ones may already train)
+            for rank in range(workers):  # each in a copy of the caller's context (np.errstate)
+                context = contextvars.copy_context()
+                threading.Thread(target=context.run, args=(work, rank), name=f"pyldl-sweep-{rank}").start()
+            # A timeout, so that Ctrl-C is seen meanwhile; not Thread.join, which Ctrl-C can leave
+            # marking a running thread as ended.
+            with changed:
+                while not changed.wait_for(lambda: state["ended"] == workers, 0.1):
+                    pass
+        except KeyboardInterrupt:  # start nothing more; the running trainings end and collect
+            with changed:
+                state["stop"] = True
+                changed.notify_all()
+                changed.wait_for(lambda: state["busy"] == 0)
+    if errors:
+        raise errors[0]
 
 
 def _on_processes(tasks, workers, client, keep_network, collect, pending):

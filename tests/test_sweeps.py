@@ -230,6 +230,26 @@ def test_a_results_folder_resumes_and_keeps_the_networks(tmp_path):
     assert len(calls) == 3
 
 
+class UserLinear(Linear):
+    """A user's module (a subclass counts as one): trains module by module, cannot be saved."""
+
+
+def user_network():
+    return Sequential(UserLinear(4, 2), Sigmoid())
+
+
+def test_a_results_folder_takes_any_parameter_and_reports_unsaved_networks(tmp_path):
+    base = {**BASE, "seed": 1, "layers": (3, [8]), "notes": {"who": None}, "tag": object}
+    cs = pyldl.grid(base, gradient_step=np.array([0.05, 0.5]), hidden=[np.int64(3)])
+    cs.append({**cs[0], "network": user_network})
+    results = pyldl.sweep(cs, folder=tmp_path, save_networks=True, progress=False)
+    assert_same_as_alone(results[:2], [{**c, "hidden": 3} for c in cs[:2]])
+    assert results[2]["status"] == "error" and "cannot save" in results[2]["error"]
+    again = pyldl.sweep(cs, folder=tmp_path, save_networks=True, progress=False)
+    assert again[0]["layers"] == [3, [8]] and again[0]["tag"] == repr(object)  # as JSON keeps them
+    assert [r["losses"] for r in again] == [r["losses"] for r in results]
+
+
 def test_ctrl_c_stops_the_sweep_and_returns_what_finished():
     def interrupting(hidden):
         os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, while this training goes on

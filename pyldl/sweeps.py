@@ -158,7 +158,7 @@ def sweep(
     bar = tqdm(total=len(configs), initial=len(configs) - len(tasks), disable=not progress, unit="config")
     bar.set_description("sweep")
 
-    def collect(index, outcome):  # called from one thread at a time, or from the threads' workers
+    def collect(index, outcome):  # from the caller's thread, or from the worker threads at once
         results[index] = _finish(*tasks[index], outcome, folder, save_networks)
         bar.update()
 
@@ -410,8 +410,8 @@ def _on_threads(tasks, workers, client, keep_network, collect, pending):
 
     Threads of rank 1 and up pause while the last training took under ``_SHORT`` seconds: such
     trainings are mostly Python set-up, which holds the GIL, and a second thread only adds GIL
-    hand-overs (200 W1 trainings of 5 epochs, benchmarks/bench_sweeps.py: 2.5x the time of
-    their SGD calls alone on 2 threads, 1.3x on one).
+    hand-overs (measured with benchmarks/bench_sweeps.py: 200 W1 trainings of 5 epochs took
+    2-2.5x the time of their SGD calls alone on 2 threads, 1.2-1.5x on one).
     """
     todo, workers = iter(list(tasks.items())), min(workers, len(tasks))
     # stop: no task left, Ctrl-C, or an error; busy: threads inside work(); ended: threads done
@@ -499,9 +499,8 @@ def _on_dask(tasks, workers, client, keep_network, collect, pending):
         for index, (config, params, _) in tasks.items():
             light = {name: value for name, value in config.items() if name not in ("X", "y")}
             X, y = scattered[id(config["X"])], scattered[id(config["y"])]
-            futures[client.submit(_train_remote, index, light, params, keep_network, X, y, pure=False)] = (
-                index
-            )
+            future = client.submit(_train_remote, index, light, params, keep_network, X, y, pure=False)
+            futures[future] = index
         try:
             for future in distributed.as_completed(futures):
                 try:

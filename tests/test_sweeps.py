@@ -70,7 +70,10 @@ def assert_same_as_alone(results, configs):
 
 
 def blas_threads():
-    return {info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"}
+    """Thread counts of the BLAS libraries loaded, SciPy's (the kernels' gemm) among them."""
+    blas = [info for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"]
+    assert any("scipy" in os.path.basename(os.path.dirname(info["filepath"])) for info in blas)
+    return {info["num_threads"] for info in blas}
 
 
 def test_grid_varies_the_first_keyword_slowest():

@@ -70,7 +70,7 @@ _DONE = ("ok", "diverged")  # statuses a results folder keeps; errors run again 
 
 _RNG_LOCK = threading.Lock()  # held while a network is built and its row order drawn
 _BLAS_LOCK = threading.Lock()
-_blas = {"users": 0, "limits": None}
+_blas = {"users": 0, "limits": None, "controller": None}  # the BLAS limit of this process
 
 
 def _require(module, extra):
@@ -378,11 +378,11 @@ def _train(config, params, keep_network=True):
 def _one_blas_thread():
     """BLAS on one thread while any training of this process needs it (counted, so that
     trainings overlapping in one process do not undo each other's limit)."""
-    from threadpoolctl import threadpool_limits
-
     with _BLAS_LOCK:
         if _blas["users"] == 0:
-            _blas["limits"] = threadpool_limits(1, user_api="blas")
+            if _blas["controller"] is None:  # finding the libraries takes 2 ms, a limit 30 us
+                _blas["controller"] = _require("threadpoolctl", "sweep").ThreadpoolController()
+            _blas["limits"] = _blas["controller"].limit(limits=1, user_api="blas")
         _blas["users"] += 1
     try:
         yield

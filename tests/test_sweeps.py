@@ -41,28 +41,22 @@ def configs(n_seeds=2):
     return pyldl.grid(BASE, gradient_step=[0.05, 0.5], hidden=[3, 8], seed=list(range(n_seeds)))
 
 
+SGD_ARGUMENTS = ("loss", "X", "y", "batch_size", "gradient_step", "n_iter")
+
+
 def alone(config):
-    """The PyLDL way: seed, build, SGD (which draws its own permutation); the RNG put back."""
+    """The PyLDL way: seed, build, SGD (which draws its own permutation); the RNG put back.
+    Returns the trained network and its losses."""
     with seeded(config["seed"]):
         network = config["network"](config["hidden"])
-        c = config
-        return pyldl.SGD(
-            network,
-            c["loss"],
-            c["X"],
-            c["y"],
-            c["batch_size"],
-            c["gradient_step"],
-            c["n_iter"],
-            progress=False,
-        )
+        return network, pyldl.SGD(network, *(config[name] for name in SGD_ARGUMENTS), progress=False)
 
 
 def assert_same_as_alone(results, configs):
     assert len(results) == len(configs)
     for result, config in zip(results, configs, strict=True):
         assert result["status"] == "ok", result["error"]
-        assert result["losses"] == alone(config)  # bitwise: lists of Python floats
+        assert result["losses"] == alone(config)[1]  # bitwise: lists of Python floats
         assert result["final_loss"] == result["losses"][-1]
         for name in ("seed", "gradient_step", "hidden", "batch_size", "n_iter"):
             assert result[name] == config[name]
@@ -106,12 +100,7 @@ def test_float32_networks_and_loss_factories():
     cs = [{**c, "network": functools.partial(mlp, dtype=np.float32), "loss": MSELoss} for c in cs]
     results = pyldl.sweep(cs, workers=2, progress=False)
     for result, c in zip(results, cs, strict=True):
-        with seeded(c["seed"]):
-            net = mlp(c["hidden"], np.float32)
-            expected = pyldl.SGD(
-                net, MSELoss(), X, Y, c["batch_size"], c["gradient_step"], c["n_iter"], progress=False
-            )
-        assert result["status"] == "ok" and result["losses"] == expected
+        assert result["status"] == "ok" and result["losses"] == alone({**c, "loss": MSELoss()})[1]
         assert result["network"] == "mlp(dtype=<class 'numpy.float32'>)" and result["loss"] == "MSELoss"
 
 
@@ -209,11 +198,8 @@ def test_a_results_folder_resumes_and_keeps_the_networks(tmp_path):
     first = pyldl.sweep(cs, folder=tmp_path, save_networks=True, progress=False)
     assert len(calls) == 4 and [r["status"] for r in first] == ["ok"] * 4 + ["error"]
     for result, c in zip(first[:4], cs[:4], strict=True):  # the saved network is the trained one
-        with seeded(c["seed"]):
-            net = mlp(c["hidden"])
-            pyldl.SGD(net, c["loss"], X, Y, c["batch_size"], c["gradient_step"], c["n_iter"], progress=False)
-        saved = pyldl.load(tmp_path / result["checkpoint"])
-        assert np.array_equal(saved(X), net(X))
+        network = alone({**c, "network": mlp})[0]
+        assert np.array_equal(pyldl.load(tmp_path / result["checkpoint"])(X), network(X))
     assert first[4]["checkpoint"] is None
     records = sorted(p.name for p in tmp_path.iterdir())
     assert len(records) == 8 and sum(name.endswith(".json") for name in records) == 4  # errors: no record

@@ -85,6 +85,18 @@ def test_grid_varies_the_first_keyword_slowest():
         pyldl.grid({}, b="abc")
 
 
+def test_sgd_takes_its_row_order():
+    config = {**configs(1)[0], "seed": 5}
+    _, expected = alone(config)
+    with seeded(5):
+        network = mlp(config["hidden"])
+        order = np.random.permutation(len(X))
+        state = np.random.get_state()
+        losses = pyldl.SGD(network, *(config[name] for name in SGD_ARGUMENTS), progress=False, order=order)
+        assert np.array_equal(np.random.get_state()[1], state[1])  # SGD drew nothing
+    assert losses == expected
+
+
 @pytest.mark.parametrize("workers", [1, 2, 3])
 def test_threads_match_the_pyldl_way_bitwise(workers):
     cs = configs()

@@ -93,7 +93,8 @@ def test_sgd_takes_its_row_order():
         order = np.random.permutation(len(X))
         state = np.random.get_state()
         losses = pyldl.SGD(network, *(config[name] for name in SGD_ARGUMENTS), progress=False, order=order)
-        assert np.array_equal(np.random.get_state()[1], state[1])  # SGD drew nothing
+        after = np.random.get_state()
+        assert np.array_equal(after[1], state[1]) and after[2] == state[2]  # SGD drew nothing
     assert losses == expected
 
 

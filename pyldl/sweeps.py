@@ -16,11 +16,12 @@ running side by side never share a random draw. When :func:`sweep` returns, NumP
 RNG is in the state it had before (other code drawing from it while a sweep runs in the same
 process would see seeded draws, and could break the determinism).
 
-Backends (``pip install 'pyldl[sweep]'``: joblib, dask.distributed, threadpoolctl, pandas):
+Backends (``pip install 'pyldl[sweep]'``: joblib, dask.distributed, pandas):
 
 - ``"threads"`` (default): one process, ``workers`` threads (default: one per core). The
-  compiled epochs release the GIL, so the threads train side by side; BLAS runs on one thread
-  per training (process-wide, for the time of the sweep) so that they do not fight for cores.
+  compiled epochs release the GIL, so the threads train side by side; the kernels' BLAS
+  (SciPy's OpenBLAS, :func:`pyldl.kernels._blas.one_thread`) runs on one thread per training
+  (process-wide, for the time of the sweep) so that they do not fight for cores.
   The threads run in copies of the caller's context (``np.errstate`` included).
 - ``"processes"``: joblib's loky workers.
 - ``"dask"``: a ``dask.distributed`` cluster: ``client`` is an existing ``Client``, a
@@ -57,6 +58,7 @@ from tqdm.auto import tqdm
 from .base import Loss
 from .checkpoints import _write_atomically, save
 from .exceptions import DivergenceError
+from .kernels._blas import one_thread
 from .optimizers import SGD
 
 __all__ = ["BACKENDS", "grid", "plot", "sweep", "to_frame"]
@@ -69,8 +71,6 @@ _SHORT = 1e-3  # seconds: a training this short is mostly Python (see _on_thread
 _DONE = ("ok", "diverged")  # statuses a results folder keeps; errors run again on a rerun
 
 _RNG_LOCK = threading.Lock()  # held while a network is built and its row order drawn
-_BLAS_LOCK = threading.Lock()
-_blas = {"users": 0, "limits": None, "controller": None}  # the BLAS limit of this process
 
 
 def _require(module, extra):
@@ -142,7 +142,6 @@ def sweep(
         raise ValueError("client= is for backend='dask'")
     if save_networks and folder is None:
         raise ValueError("save_networks=True needs a results folder (folder=...)")
-    _require("threadpoolctl", "sweep")
     workers = workers or os.cpu_count() or 1
     if folder is not None:
         os.makedirs(folder, exist_ok=True)
@@ -374,30 +373,11 @@ def _train(config, params, keep_network=True):
     return (network if keep_network else None), losses, seconds, status, error
 
 
-@contextlib.contextmanager
-def _one_blas_thread():
-    """BLAS on one thread while any training of this process needs it (counted, so that
-    trainings overlapping in one process do not undo each other's limit)."""
-    with _BLAS_LOCK:
-        if _blas["users"] == 0:
-            if _blas["controller"] is None:  # finding the libraries takes 2 ms, a limit 30 us
-                _blas["controller"] = _require("threadpoolctl", "sweep").ThreadpoolController()
-            _blas["limits"] = _blas["controller"].limit(limits=1, user_api="blas")
-        _blas["users"] += 1
-    try:
-        yield
-    finally:
-        with _BLAS_LOCK:
-            _blas["users"] -= 1
-            if _blas["users"] == 0:
-                _blas["limits"].restore_original_limits()
-
-
 def _train_remote(index, config, params, keep_network, X=None, y=None):
     """:func:`_train` in a worker process (X and y given apart when scattered by Dask)."""
     if X is not None:
         config = {**config, "X": X, "y": y}
-    with _one_blas_thread():
+    with one_thread():
         return index, _train(config, params, keep_network)
 
 
@@ -446,7 +426,7 @@ def _on_threads(tasks, workers, client, keep_network, collect, pending):
                 state["ended"] += 1
                 changed.notify_all()
 
-    with _one_blas_thread():
+    with one_thread():
         try:  # Ctrl-C can come while the threads start (the first ones may already train)
             for rank in range(workers):  # each in a copy of the caller's context (np.errstate)
                 context = contextvars.copy_context()

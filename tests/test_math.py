@@ -5,6 +5,7 @@ import re
 import numba
 import numpy as np
 import pytest
+from conftest import float64_operations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba.np.numpy_support import as_dtype
@@ -136,6 +137,22 @@ def test_vectorised_and_float32_stays_float32(name):
         assert re.search(rf"<\d+ x {ty}>", llvm), "the loop did not vectorise"
         if dtype == np.float32:
             assert "double" not in llvm
+
+
+@jit
+def _sigmoid_backward_with_a_literal(x, delta, out):
+    for i in range(x.size):
+        s = _math.sigmoid(x[i])
+        out[i] = delta[i] * s * (1.0 - s)  # the float literal widens s: float64 arithmetic
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="inspects the compiled code")
+def test_float64_operations_finds_a_float_literal():
+    """The check the kernel files' float32 tests use catches a float literal in a kernel."""
+    x = np.ones(8, np.float32)
+    found = float64_operations(_sigmoid_backward_with_a_literal, x, x, np.empty_like(x))
+    assert {"fpext", "fsub", "fmul", "fptrunc"} <= set(found), found
+    assert not float64_operations(_sigmoid, x, np.empty_like(x))
 
 
 @settings(deadline=None)

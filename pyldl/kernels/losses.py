@@ -40,9 +40,9 @@ def mse_backward(y, yhat, out):
 
 @jit
 def bce_forward(y, yhat, eps):
-    """-mean(y log p + (1 - y) log(1 - p)), p = yhat clipped to [eps, 1 - eps]."""
+    """-mean(y log p + (1 - y) log(1 - p)), p = yhat clipped to [eps, 1 - eps] (eps of y's dtype)."""
     one = y.dtype.type(1)
-    low, high = y.dtype.type(eps), one - y.dtype.type(eps)
+    low, high = eps, one - eps
     total = np.float64(0.0)  # float64 also when run as Python (NUMBA_DISABLE_JIT=1)
     for i in range(y.shape[0]):
         for j in range(y.shape[1]):
@@ -53,9 +53,9 @@ def bce_forward(y, yhat, eps):
 
 @jit
 def bce_backward(y, yhat, eps, out):
-    """out = (p - y) / (p (1 - p) N), p = yhat clipped to [eps, 1 - eps], N rows."""
+    """out = (p - y) / (p (1 - p) N), p = yhat clipped to [eps, 1 - eps] (eps of y's dtype), N rows."""
     one = y.dtype.type(1)
-    low, high = y.dtype.type(eps), one - y.dtype.type(eps)
+    low, high = eps, one - eps
     rows = y.dtype.type(y.shape[0])
     for i in range(y.shape[0]):
         for j in range(y.shape[1]):

@@ -4,7 +4,7 @@ import numpy as np
 
 from .kernels import losses as kernels
 from .reference import losses as reference
-from .reference.losses import bce_epsilon, targets_and_logits, targets_and_predictions
+from .reference.losses import bce_epsilon, shaped_like, targets_and_logits, targets_and_predictions
 
 
 def _epsilon(dtype):
@@ -23,7 +23,7 @@ class MSELoss(reference.MSELoss):
         y2, yhat2 = targets_and_predictions(y, yhat)
         out = np.empty_like(yhat2)
         kernels.mse_backward(y2, yhat2, out)
-        return out.reshape(np.shape(yhat))
+        return shaped_like(out, yhat, yhat2)
 
 
 class BCELoss(reference.BCELoss):
@@ -37,7 +37,7 @@ class BCELoss(reference.BCELoss):
         y2, yhat2 = targets_and_predictions(y, yhat)
         out = np.empty_like(yhat2)
         kernels.bce_backward(y2, yhat2, _epsilon(yhat2.dtype), out)
-        return out.reshape(np.shape(yhat))
+        return shaped_like(out, yhat, yhat2)
 
 
 class CrossEntropyLoss(reference.CrossEntropyLoss):

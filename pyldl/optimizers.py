@@ -19,6 +19,7 @@ from .base import Module, as_float_array, check_2d, check_same_rows
 from .checkpoints import save
 from .exceptions import DimensionMismatchError, DivergenceError
 from .kernels import optimizers as kernels
+from .kernels._blas import threads_for
 from .layers import AutoEncoder, Sequential
 from .losses import BCELoss, CrossEntropyLoss, MSELoss
 from .modules import Linear
@@ -227,6 +228,7 @@ class _Plan:
         header[kernels.PARAM] = next(i for i, row in enumerate(table) if row[kernels.IS_LINEAR])
         header[kernels.WIDTH], header[kernels.COLUMN] = widest, column
         self.out_width = width
+        self._largest = max(a.size for a in parameters)  # multiply-adds per row of the largest product
         self._table = np.array(table, dtype=np.int64)
         self._arrays, self._size = parameters, sum(a.size for a in parameters)
         self._parameters = kernels.parameter_list(parameters[0])
@@ -264,9 +266,10 @@ class _Plan:
             if self._work.size < size:
                 self._work = np.empty(size, self.dtype)
             self._rows = rows
-        value = kernels.sgd_epoch(
-            self._table, self._parameters, X, y, batch_size, lr, self.loss, self.eps, self._work, saved
-        )
+        with threads_for(rows * self._largest):
+            value = kernels.sgd_epoch(
+                self._table, self._parameters, X, y, batch_size, lr, self.loss, self.eps, self._work, saved
+            )
         return self.dtype.type(value)
 
     def restore(self):

@@ -4,6 +4,11 @@ initialisation, dtypes and parameters assigned by the user."""
 # PyLDL draws from NumPy's global RNG, so these tests do too.
 # ruff: noqa: NPY002
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import (
@@ -785,3 +790,16 @@ def test_conv1d_empty_batch(namespace):
     assert layer.backward_delta(X, np.ones((0, 3, 3))).shape == (0, 4, 1)
     with pytest.raises(ValueError, match="input is empty"):
         layer.backward_update_gradient(X, np.ones((0, 3, 3)))
+
+
+def test_gemm_comes_from_scipys_cython_blas_without_scipy_linalg():
+    """pyldl loads SciPy's BLAS from its file: ``import pyldl`` skips ``scipy.linalg``'s own
+    imports, and the addresses are those Numba's own lookup finds."""
+    code = (
+        "import sys, pyldl.kernels._blas as b; assert 'scipy.linalg' not in sys.modules, 'imported';"
+        "from numba.extending import get_cython_function_address as find;"
+        "c = b.cython_blas.__pyx_capi__['sgemm'];"
+        "assert b._capsule_pointer(c, b._capsule_name(c)) == find('scipy.linalg.cython_blas', 'sgemm')"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(pyldl.__file__).parents[1])}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)

@@ -4,7 +4,9 @@ path and the plain-NumPy reference give the same losses and parameters."""
 # PyLDL draws from NumPy's global RNG, so these tests do too.
 # ruff: noqa: NPY002
 
+import contextlib
 import math
+import threading
 
 import numba
 import numpy as np
@@ -16,6 +18,7 @@ import pyldl.reference as ref
 from pyldl import optimizers
 from pyldl.base import Activation, Loss, Module
 from pyldl.exceptions import DimensionMismatchError, DivergenceError
+from pyldl.kernels import _blas
 from pyldl.kernels import optimizers as kernels
 from pyldl.optimizers import Trainer
 from pyldl.workloads import WORKLOADS
@@ -211,6 +214,48 @@ def test_workloads_at_reduced_size(key):
             )  # fmt: skip
         results.append((losses, parameters(network)))
     assert_same_run(results[0], results[1], np.float64)
+
+
+def test_workload_sized_products_run_blas_on_one_thread(monkeypatch):
+    """W4's products (64 rows x 256 x 100) run on one BLAS thread, and the count comes back."""
+    seen = []
+    monkeypatch.setattr(optimizers, "threads_for", lambda size: seen.append(size) or _blas.threads_for(size))
+    workload = WORKLOADS["W4"]
+    X, y = workload.data(64)  # one batch
+    Trainer(workload.network(), workload.loss_module(), X, y, 64, 0.01).epoch()
+    assert seen == [64 * 256 * 100]
+    assert _blas.THREADED_FROM <= seen[0] < _blas.ONE_THREAD_BELOW
+    assert isinstance(_blas.threads_for(_blas.THREADED_FROM - 1), contextlib.nullcontext)
+    assert isinstance(_blas.threads_for(_blas.ONE_THREAD_BELOW), contextlib.nullcontext)
+
+
+@pytest.mark.skipif(_blas._THREADS is None, reason="SciPy's BLAS is not OpenBLAS")
+def test_one_thread_puts_the_thread_count_back():
+    set_threads, get_threads = _blas._THREADS
+    before = get_threads()
+    try:
+        set_threads(2)
+        threaded = get_threads()  # 2, or fewer where OpenBLAS has fewer
+        inside = []
+        barrier = threading.Barrier(2)
+
+        def job():
+            with _blas.one_thread():
+                barrier.wait()  # both blocks open at once
+                inside.append(get_threads())
+                barrier.wait()
+
+        threads = [threading.Thread(target=job) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        with _blas.one_thread(), _blas.one_thread():
+            inside.append(get_threads())
+        assert inside == [1, 1, 1]
+        assert get_threads() == threaded
+    finally:
+        set_threads(before)
 
 
 # ---------------------------------------------------------------- Optim

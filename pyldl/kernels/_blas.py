@@ -2,19 +2,52 @@
 
 ``gemm`` folds a product into an existing buffer (``C = alpha op(A) op(B) + beta C``), which
 ``np.dot`` cannot: gradients accumulate and updates subtract without a temporary.
+``threads_for`` keeps that BLAS on one thread where its threads cost more than they save.
 """
+
+import ctypes
+import importlib
+import importlib.util
+import sys
+import threading
+from contextlib import contextmanager, nullcontext
+from importlib.machinery import EXTENSION_SUFFIXES
+from pathlib import Path
 
 import llvmlite.binding as llvm
 import numpy as np
+import scipy
 from numba import types
 from numba.core import cgutils
-from numba.extending import get_cython_function_address, intrinsic, overload
+from numba.extending import intrinsic, overload
+
+
+def _cython_blas():
+    """``scipy.linalg.cython_blas`` loaded from its file, without running ``scipy.linalg``'s
+    ``__init__`` (a third of ``import pyldl``: 0.2-0.5 s); the plain import where no such file is."""
+    name = "scipy.linalg.cython_blas"
+    paths = [Path(scipy.__file__).parent / "linalg" / f"cython_blas{suffix}" for suffix in EXTENSION_SUFFIXES]
+    path = next((p for p in paths if p.is_file()), None)
+    if name in sys.modules or path is None:
+        return importlib.import_module(name)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+cython_blas = _cython_blas()
+_capsule_name = ctypes.pythonapi.PyCapsule_GetName
+_capsule_name.restype, _capsule_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
+_capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+_capsule_pointer.restype, _capsule_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
 
 
 def _external_gemm(name):
     """Declare SciPy's ``name`` as a symbol (not a ctypes pointer), so kernels can be cached."""
     symbol = f"pyldl_{name}"
-    llvm.add_symbol(symbol, get_cython_function_address("scipy.linalg.cython_blas", name))
+    capsule = cython_blas.__pyx_capi__[name]
+    llvm.add_symbol(symbol, _capsule_pointer(capsule, _capsule_name(capsule)))
     return types.ExternalFunction(symbol, types.void(*([types.voidptr] * 13)))
 
 
@@ -80,3 +113,58 @@ def _gemm_blas(trans_a, trans_b, alpha, A, B, beta, C):
         )
 
     return impl
+
+
+# OpenBLAS splits a product over its threads from 4 * 65536 multiply-adds. Below 2**24 (64-row
+# batches: W3, W4's 64 x 256 x 100; not W6's 256 x 2048 x 2048) the threads' hand-offs cost
+# more than they save on a busy 2-core machine: at a load average of 6, W3's fused epoch took
+# 3.2x and W4's 3.6x (float64) and 8x (float32) as long on two threads as on one.
+THREADED_FROM, ONE_THREAD_BELOW = 4 * 65536, 2**24
+
+
+def _openblas_threads():
+    """(set, get) of the thread count of the OpenBLAS behind SciPy's BLAS, or None (another BLAS)."""
+    try:
+        library = ctypes.CDLL(cython_blas.__file__)  # its symbols and those of the BLAS it links
+    except OSError:
+        return None
+    for prefix in ("scipy_openblas", "openblas"):
+        try:
+            return getattr(library, f"{prefix}_set_num_threads"), getattr(
+                library, f"{prefix}_get_num_threads"
+            )
+        except AttributeError:
+            continue
+    return None
+
+
+_THREADS = _openblas_threads()
+_lock = threading.Lock()
+_users = [0, 1]  # blocks inside ``one_thread`` now, the thread count to put back after the last
+
+
+@contextmanager
+def one_thread():
+    """SciPy's OpenBLAS on one thread inside the block (process-wide: concurrent and nested
+    blocks share it; the count from before the first one is put back after the last)."""
+    set_threads, get_threads = _THREADS
+    with _lock:
+        if _users[0] == 0:
+            _users[1] = get_threads()
+            set_threads(1)
+        _users[0] += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _users[0] -= 1
+            if _users[0] == 0:
+                set_threads(_users[1])
+
+
+def threads_for(multiply_adds):
+    """The context to run products of up to ``multiply_adds`` in: ``one_thread`` between
+    ``THREADED_FROM`` and ``ONE_THREAD_BELOW`` (where OpenBLAS is the BLAS), else nothing."""
+    if _THREADS is not None and THREADED_FROM <= multiply_adds < ONE_THREAD_BELOW:
+        return one_thread()
+    return nullcontext()

@@ -134,22 +134,29 @@ def float64_operations(kernel, *args):
     compiled = numba.njit(**OPTIONS)(kernel.py_func) if CACHE else kernel
     compiled(*args)
     signature = tuple(numba.typeof(a) for a in args)
-    found, from_ints, native = {}, set(), False
+    instructions, native = [], False
     for line in compiled.inspect_llvm(signature).splitlines():
         if line.startswith("define "):
             native = "@_ZN7cpython" not in line and "@cfunc." not in line
             continue
         match = _INSTRUCTION.match(line)
-        if not native or not match or "double" not in line:
-            continue
-        result, opcode, rest = match.groups()
-        operands = set(_VALUE.findall(rest))
-        if opcode in ("sitofp", "uitofp") or (opcode != "fpext" and operands and operands <= from_ints):
-            if result:
+        if native and match and "double" in line:
+            result, opcode, rest = match.groups()
+            instructions.append((result, opcode, set(_VALUE.findall(rest)), line.strip()))
+    from_ints, grown = set(), True
+    while grown:  # to a fixed point: blocks need not come in the order of their values
+        size = len(from_ints)
+        for result, opcode, operands, _ in instructions:
+            if result and (
+                opcode in ("sitofp", "uitofp") or (opcode != "fpext" and operands and operands <= from_ints)
+            ):
                 from_ints.add(result)  # an integer, or made from integers only
-            continue
-        if opcode in _FLOAT64_OPS:
-            found.setdefault(opcode, []).append(line.strip())
+        grown = len(from_ints) > size
+    found = {}
+    for result, opcode, operands, line in instructions:
+        made_from_ints = result in from_ints or (opcode == "fcmp" and operands <= from_ints)
+        if opcode in _FLOAT64_OPS and not made_from_ints:
+            found.setdefault(opcode, []).append(line)
     return found
 
 

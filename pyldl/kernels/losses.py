@@ -21,7 +21,7 @@ def clip(value, low, high):
 @jit
 def sum64(x):
     """The sum in float64, over four accumulators (independent chains run 4x faster than one)."""
-    a0 = a1 = a2 = a3 = 0.0
+    a0 = a1 = a2 = a3 = np.float64(0.0)  # float64 also when run as Python (NUMBA_DISABLE_JIT=1)
     end = x.size - x.size % 4
     for i in range(0, end, 4):
         a0 += x[i]

@@ -12,6 +12,7 @@ from .layers import AutoEncoder, Sequential
 from .losses import BCELoss, CrossEntropyLoss, MSELoss
 from .modules import Conv1D, Flatten, Linear, MaxPool1D
 from .optimizers import SGD, Optim
+from .sweeps import grid, sweep
 from .utils import create_minibatches, encode_one_hot, gen_arti, load_usps
 
 __version__ = "0.1.0"
@@ -42,7 +43,9 @@ __all__ = [
     "create_minibatches",
     "encode_one_hot",
     "gen_arti",
+    "grid",
     "load",
     "load_usps",
     "save",
+    "sweep",
 ]

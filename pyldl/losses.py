@@ -4,7 +4,12 @@ import numpy as np
 
 from .kernels import losses as kernels
 from .reference import losses as reference
-from .reference.losses import bce_epsilon, targets_and_logits, targets_and_predictions
+from .reference.losses import bce_epsilon, shaped_like, targets_and_logits, targets_and_predictions
+
+
+def _epsilon(dtype):
+    """BCELoss's clipping margin as a scalar of ``dtype`` (a Python float would widen the kernel)."""
+    return dtype.type(bce_epsilon(dtype))
 
 
 class MSELoss(reference.MSELoss):
@@ -18,7 +23,7 @@ class MSELoss(reference.MSELoss):
         y2, yhat2 = targets_and_predictions(y, yhat)
         out = np.empty_like(yhat2)
         kernels.mse_backward(y2, yhat2, out)
-        return out.reshape(np.shape(yhat))
+        return shaped_like(out, yhat, yhat2)
 
 
 class BCELoss(reference.BCELoss):
@@ -26,13 +31,13 @@ class BCELoss(reference.BCELoss):
 
     def forward(self, y, yhat):
         y, yhat = targets_and_predictions(y, yhat)
-        return yhat.dtype.type(kernels.bce_forward(y, yhat, bce_epsilon(yhat.dtype)))
+        return yhat.dtype.type(kernels.bce_forward(y, yhat, _epsilon(yhat.dtype)))
 
     def backward(self, y, yhat):
         y2, yhat2 = targets_and_predictions(y, yhat)
         out = np.empty_like(yhat2)
-        kernels.bce_backward(y2, yhat2, bce_epsilon(yhat2.dtype), out)
-        return out.reshape(np.shape(yhat))
+        kernels.bce_backward(y2, yhat2, _epsilon(yhat2.dtype), out)
+        return shaped_like(out, yhat, yhat2)
 
 
 class CrossEntropyLoss(reference.CrossEntropyLoss):

@@ -31,7 +31,7 @@ class Linear(reference.Linear):
 
     def update_parameters(self, gradient_step=1e-3):
         W, b = self._weights()
-        kernels.linear_update_parameters(W, b, *self._gradients(W, b), gradient_step)
+        kernels.linear_update_parameters(W, b, *self._gradients(W, b), W.dtype.type(gradient_step))
 
 
 def _windows_buffer(X, W, d_out):
@@ -70,7 +70,7 @@ class Conv1D(reference.Conv1D):
         gradient, gradient_bias = self._gradients(W, b)
         flat = (W.shape[0] * W.shape[1], W.shape[2])
         kernels.linear_update_parameters(
-            W.reshape(flat), b, gradient.reshape(flat), gradient_bias, gradient_step
+            W.reshape(flat), b, gradient.reshape(flat), gradient_bias, W.dtype.type(gradient_step)
         )
 
 

@@ -534,6 +534,7 @@ def SGD(
     n_iter=1000,
     *,
     progress=True,
+    order=None,
     fused=None,
     check_finite=True,
     checkpoint=None,
@@ -541,8 +542,9 @@ def SGD(
 ):
     """Minibatch gradient descent; returns each epoch's mean batch loss (a list of floats).
 
-    One ``np.random.permutation(len(X))`` is drawn at the start; every epoch trains on the
-    same consecutive batches of ``batch_size`` rows in that order, the last partial batch kept.
+    One ``np.random.permutation(len(X))`` is drawn at the start (unless ``order`` is given);
+    every epoch trains on the same consecutive batches of ``batch_size`` rows in that order, the
+    last partial batch kept.
     A network of built-in modules with a built-in loss trains each epoch in one compiled call
     (see :class:`Trainer`; the layers' ``_gradient`` arrays then hold nothing meaningful).
 
@@ -554,6 +556,8 @@ def SGD(
 
     Args:
         progress: show a progress bar over epochs.
+        order: the order of the rows (default: one ``np.random.permutation(len(X))``, drawn from
+            NumPy's global RNG; :func:`pyldl.sweep` passes its own, drawn under a lock).
         fused: see :class:`Trainer` (None: automatic).
         check_finite: scan X and y for NaN and inf first (a ValueError naming the index);
             False saves that pass over the data.
@@ -568,7 +572,16 @@ def SGD(
     ):
         raise ValueError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
     trainer = Trainer(
-        network, loss, X, y, batch_size, gradient_step, fused=fused, snapshot=True, check_finite=check_finite
+        network,
+        loss,
+        X,
+        y,
+        batch_size,
+        gradient_step,
+        order=order,
+        fused=fused,
+        snapshot=True,
+        check_finite=check_finite,
     )
     losses = []
     for epoch in tqdm(range(n_iter), disable=not progress, desc="SGD", unit="epoch"):

@@ -4,6 +4,7 @@
 # ruff: noqa: NPY002
 
 import contextlib
+import re
 import warnings
 
 import numba
@@ -12,6 +13,7 @@ import pytest
 
 import pyldl
 import pyldl.reference
+from pyldl.kernels._numba import CACHE, OPTIONS
 from pyldl.workloads import seeded  # noqa: F401  (tests import it from here)
 
 # comparison -> dtype -> (rtol, atol)
@@ -105,3 +107,62 @@ def mlp(ns, dtype=np.float64):
         ns.Linear(3, 3, dtype=dtype),
         ns.Softmax(),
     )
+
+
+# --------------------------------------------------------- float64 in float32 kernels (LLVM IR)
+
+_FLOAT64_OPS = ("fadd", "fsub", "fmul", "fdiv", "frem", "fneg", "fcmp", "fpext", "fptrunc", "call")
+_INSTRUCTION = re.compile(r"^\s*(?:(%[-\w.$]+|%\"[^\"]*\") = )?(?:tail |musttail |notail )?(\w+)\b(.*)$")
+_VALUE = re.compile(r"%[-\w.$]+|%\"[^\"]*\"")
+
+
+compiled_only = pytest.mark.skipif(numba.config.DISABLE_JIT, reason="inspects the compiled code")
+
+
+def float64_operations(kernel, *args):
+    """The float64 operations in the compiled code of ``kernel`` for ``args``, as
+    ``{opcode: [IR lines]}``: arithmetic, comparisons and calls on doubles, and conversions
+    between float and double (``fpext`` widens a float32 value, ``fptrunc`` narrows a double
+    result). Only the native functions count (not Numba's CPython wrapper, which boxes
+    arguments and results). Doubles made from integers and used only with each other are
+    integer work that Numba does in float64 (a comparison of a signed with an unsigned
+    integer, the digit count of an error message): not counted.
+
+    Cached code cannot be inspected: with pyldl's disk cache on, the kernel is compiled afresh
+    without it (its callees, cached or not, are linked into the same module).
+    """
+    compiled = numba.njit(**OPTIONS)(kernel.py_func) if CACHE else kernel
+    compiled(*args)
+    signature = tuple(numba.typeof(a) for a in args)
+    instructions, native = [], False
+    for line in compiled.inspect_llvm(signature).splitlines():
+        if line.startswith("define "):
+            native = "@_ZN7cpython" not in line and "@cfunc." not in line
+            continue
+        match = _INSTRUCTION.match(line)
+        if native and match and "double" in line:
+            result, opcode, rest = match.groups()
+            instructions.append((result, opcode, set(_VALUE.findall(rest)), line.strip()))
+    from_ints, grown = set(), True
+    while grown:  # to a fixed point: blocks need not come in the order of their values
+        size = len(from_ints)
+        for result, opcode, operands, _ in instructions:
+            if result and (
+                opcode in ("sitofp", "uitofp") or (opcode != "fpext" and operands and operands <= from_ints)
+            ):
+                from_ints.add(result)  # an integer, or made from integers only
+        grown = len(from_ints) > size
+    found = {}
+    for result, opcode, operands, line in instructions:
+        made_from_ints = result in from_ints or (opcode == "fcmp" and operands <= from_ints)
+        if opcode in _FLOAT64_OPS and not made_from_ints:
+            found.setdefault(opcode, []).append(line)
+    return found
+
+
+def assert_float32_stays_float32(kernel, args, allowed=()):
+    """``kernel``'s float32 specialisation for ``args`` does no float64 work but the opcodes in
+    ``allowed`` (a deliberate float64 accumulator)."""
+    found = float64_operations(kernel, *args)
+    extra = {opcode: lines[:3] for opcode, lines in found.items() if opcode not in allowed}
+    assert not extra, f"{kernel.__name__} computes in float64 on float32 data: {extra}"

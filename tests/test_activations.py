@@ -5,7 +5,15 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import DTYPES, assert_close, assert_gradcheck, no_warnings, shape_id
+from conftest import (
+    DTYPES,
+    assert_close,
+    assert_float32_stays_float32,
+    assert_gradcheck,
+    compiled_only,
+    no_warnings,
+    shape_id,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -61,6 +69,15 @@ def test_softmax_kernels(shape, dtype, rng):
     out = np.full(shape, np.nan, dtype)
     kernels.softmax_backward_delta(x, delta, out)
     assert_close(out, ref.Softmax().backward_delta(x, delta), "op", dtype)
+
+
+@compiled_only
+@pytest.mark.parametrize("name", [*ELEMENTWISE, "Softmax"])
+def test_float32_kernels_compute_in_float32(name):
+    forward, backward = ELEMENTWISE.get(name, (kernels.softmax_forward, kernels.softmax_backward_delta))
+    x = np.ones((3, 4) if name == "Softmax" else 8, np.float32)
+    assert_float32_stays_float32(forward, (x, x.copy()))
+    assert_float32_stays_float32(backward, (x, x.copy(), x.copy()))
 
 
 # ---------------------------------------------------------------- modules vs reference

@@ -4,7 +4,15 @@ golden values."""
 
 import numpy as np
 import pytest
-from conftest import DTYPES, assert_close, assert_gradcheck, no_warnings, shape_id
+from conftest import (
+    DTYPES,
+    assert_close,
+    assert_float32_stays_float32,
+    assert_gradcheck,
+    compiled_only,
+    no_warnings,
+    shape_id,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -50,7 +58,7 @@ def test_bce_kernels(shape, dtype, rng):
     y, yhat = targets(rng, shape, dtype)
     yhat.reshape(-1)[::7] = 0  # some predictions are clipped
     yhat.reshape(-1)[3::7] = 1
-    eps = bce_epsilon(np.dtype(dtype))
+    eps = dtype(bce_epsilon(np.dtype(dtype)))
     value = dtype(kernels.bce_forward(y, yhat, eps))  # the kernel sums in float64
     assert_close(value, ref.BCELoss().forward(y, yhat), "op", dtype)
     out = np.full(shape, np.nan, dtype)
@@ -63,6 +71,32 @@ def test_clip_kernel_keeps_nan():
     assert kernels.clip(2.0, 0.0, 1.0) == 1.0
     assert kernels.clip(0.5, 0.0, 1.0) == 0.5
     assert np.isnan(kernels.clip(np.nan, 0.0, 1.0))
+
+
+# the loss values accumulate in float64 on purpose (the module docstring): the widened terms
+# are added, and the total divided by the count and negated; nothing else is float64
+TOTAL = ("fpext", "fadd", "fdiv")
+
+
+@compiled_only
+@pytest.mark.parametrize(
+    ("kernel", "outputs", "allowed"),
+    [
+        (kernels.mse_forward, 0, TOTAL),
+        (kernels.mse_backward, 1, ()),
+        (kernels.bce_forward, 0, (*TOTAL, "fneg")),
+        (kernels.bce_backward, 1, ()),
+        (kernels.cross_entropy_forward, 0, TOTAL),
+        (kernels.cross_entropy_backward, 1, ()),
+    ],
+    ids=lambda v: getattr(v, "__name__", None),
+)
+def test_float32_kernels_compute_in_float32(kernel, outputs, allowed):
+    y = np.full((4, 3), 0.5, np.float32)
+    eps = (np.float32(bce_epsilon(np.dtype(np.float32))),) if "bce" in kernel.__name__ else ()
+    assert_float32_stays_float32(kernel, (y, y.copy(), *eps, *[y.copy()] * outputs), allowed)
+    half = np.float32(0.5)
+    assert_float32_stays_float32(kernels.clip, (half, half, half))
 
 
 # ---------------------------------------------------------------- modules vs reference

@@ -1,10 +1,11 @@
-"""pyldl.kernels._math (exp, sigmoid, tanh) against NumPy, in float64 and float32."""
+"""pyldl.kernels._math (exp, sigmoid, tanh, log) against NumPy, in float64 and float32."""
 
 import re
 
 import numba
 import numpy as np
 import pytest
+from conftest import float64_operations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba.np.numpy_support import as_dtype
@@ -32,6 +33,12 @@ def _sigmoid(x, out):
 def _tanh(x, out):
     for i in range(x.size):
         out[i] = _math.tanh(x[i])
+
+
+@jit
+def _log(x, out):
+    for i in range(x.size):
+        out[i] = _math.log(x[i])
 
 
 @jit
@@ -126,16 +133,48 @@ def test_scalar_result_dtype(dtype):
     assert types == [dtype] * 3
 
 
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="only the compiled log is pyldl's")
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_log_of_probabilities(dtype):
+    """The log of BCE's clipped probabilities within 1 ulp; NaN stays NaN."""
+    eps = 1e-12 if dtype is np.float64 else 1e-7
+    p = np.concatenate([np.geomspace(eps, 1, 20001), np.linspace(0.5, 1, 20001)]).astype(dtype)
+    x = np.concatenate([p, (1 - p)[p < 1], [np.nan]]).astype(dtype)
+    out = np.empty_like(x)
+    _log(x, out)
+    assert np.isnan(out[-1])
+    exact = np.log(x[:-1].astype(np.longdouble))
+    ulps = np.abs(out[:-1] - exact) / np.spacing(np.abs(exact).astype(dtype))
+    assert ulps.max() <= 1.0
+
+
 @pytest.mark.skipif(numba.config.DISABLE_JIT, reason="inspects the compiled code")
-@pytest.mark.parametrize("name", list(KERNELS))
+@pytest.mark.parametrize("name", [*KERNELS, "log"])
 def test_vectorised_and_float32_stays_float32(name):
+    kernel = KERNELS.get(name, _log)
     for dtype, ty in [(np.float64, "double"), (np.float32, "float")]:
         x = np.ones(8, dtype)
-        KERNELS[name](x, np.empty_like(x))
-        llvm = KERNELS[name].inspect_llvm((numba.typeof(x),) * 2)
+        kernel(x, np.empty_like(x))
+        llvm = kernel.inspect_llvm((numba.typeof(x),) * 2)
         assert re.search(rf"<\d+ x {ty}>", llvm), "the loop did not vectorise"
         if dtype == np.float32:
             assert "double" not in llvm
+
+
+@jit
+def _sigmoid_backward_with_a_literal(x, delta, out):
+    for i in range(x.size):
+        s = _math.sigmoid(x[i])
+        out[i] = delta[i] * s * (1.0 - s)  # the float literal widens s: float64 arithmetic
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="inspects the compiled code")
+def test_float64_operations_finds_a_float_literal():
+    """The check the kernel files' float32 tests use catches a float literal in a kernel."""
+    x = np.ones(8, np.float32)
+    found = float64_operations(_sigmoid_backward_with_a_literal, x, x, np.empty_like(x))
+    assert {"fpext", "fsub", "fmul", "fptrunc"} <= set(found), found
+    assert not float64_operations(_sigmoid, x, np.empty_like(x))
 
 
 @settings(deadline=None)

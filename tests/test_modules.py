@@ -11,7 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DTYPES, assert_close, assert_gradcheck, no_warnings, seeded
+from conftest import (
+    DTYPES,
+    assert_close,
+    assert_float32_stays_float32,
+    assert_gradcheck,
+    compiled_only,
+    no_warnings,
+    seeded,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -92,10 +100,35 @@ def test_linear_update_parameters_kernel(n_in, n_out, bias, dtype, rng):
     expected._gradient, expected._gradient_bias = grad, grad_b
     expected.update_parameters(0.3)
     b = b if bias else None
-    kernels.linear_update_parameters(W, b, grad, grad_b if bias else None, 0.3)
+    kernels.linear_update_parameters(W, b, grad, grad_b if bias else None, dtype(0.3))
     assert_close(W, expected._parameters, "op", dtype)
     if bias:
         assert_close(b, expected._bias, "op", dtype)
+
+
+def float32_kernel_cases():
+    """(kernel, args) in float32 for every kernel of Linear, Conv1D and MaxPool1D."""
+    f = np.float32
+    X, W, b, out = np.ones((4, 3), f), np.ones((3, 2), f), np.ones((1, 2), f), np.ones((4, 2), f)
+    seq, conv, windows = np.ones((2, 5, 3), f), np.ones((2, 3, 2), f), np.ones((8, 6), f)
+    seq_out, pooled = np.ones((2, 4, 2), f), np.ones((2, 4, 3), f)
+    return [
+        (kernels.linear_forward, (X, W, b, out)),
+        (kernels.linear_backward_update_gradient, (X, out, W.copy(), b.copy())),
+        (kernels.linear_backward_delta, (out, W, X.copy())),
+        (kernels.linear_update_parameters, (W.copy(), b.copy(), W, b, f(0.1))),
+        (kernels.conv1d_forward, (seq, conv, b, 1, windows, seq_out)),
+        (kernels.conv1d_backward_update_gradient, (seq, seq_out, 1, windows, conv.copy(), b.copy())),
+        (kernels.conv1d_backward_delta, (seq_out, conv, 1, windows, seq.copy())),
+        (kernels.maxpool1d_forward, (seq, 2, 1, pooled)),
+        (kernels.maxpool1d_backward_delta, (seq, pooled, 2, 1, seq.copy())),
+    ]
+
+
+@compiled_only
+@pytest.mark.parametrize(("kernel", "args"), float32_kernel_cases(), ids=lambda v: getattr(v, "__name__", ""))
+def test_float32_kernels_compute_in_float32(kernel, args):
+    assert_float32_stays_float32(kernel, args)
 
 
 # ---------------------------------------------------------------- module vs reference

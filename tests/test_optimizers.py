@@ -11,7 +11,7 @@ import threading
 import numba
 import numpy as np
 import pytest
-from conftest import assert_close, mlp, seeded
+from conftest import assert_close, assert_float32_stays_float32, compiled_only, mlp, seeded
 
 import pyldl
 import pyldl.reference as ref
@@ -19,6 +19,7 @@ from pyldl import optimizers
 from pyldl.base import Activation, Loss, Module
 from pyldl.exceptions import DimensionMismatchError, DivergenceError
 from pyldl.kernels import _blas
+from pyldl.kernels import losses as loss_kernels
 from pyldl.kernels import optimizers as kernels
 from pyldl.optimizers import Trainer
 from pyldl.workloads import WORKLOADS
@@ -565,29 +566,27 @@ def test_zero_epochs_change_nothing():
     assert all(np.array_equal(p, c) for p, c in zip(parameters(network), copies, strict=True))
 
 
-# ---------------------------------------------------------------- kernel pieces
+# float64 on purpose: the loss totals (sum64 over the terms, the batch losses' mean), as in the
+# loss kernels; the widened terms are added, divided by counts and negated, nothing else
+TOTALS = ("fpext", "fadd", "fdiv", "fneg")
 
 
-@pytest.mark.parametrize("float_type", [np.float64, np.float32], ids=["float64", "float32"])
-def test_vectorised_log_is_accurate(float_type):
-    """The compiled log of BCE's clipped probabilities (NumPy's log runs without Numba)."""
-    if numba.config.DISABLE_JIT:
-        pytest.skip("only the compiled log is pyldl's")
-
-    @numba.njit
-    def logs(x, out):
-        for i in range(x.size):
-            out[i] = kernels._log(x[i])
-
-    eps = 1e-12 if float_type is np.float64 else 1e-7
-    p = np.concatenate([np.geomspace(eps, 1, 20001), np.linspace(0.5, 1, 20001)]).astype(float_type)
-    x = np.concatenate([p, (1 - p)[p < 1], [np.nan]]).astype(float_type)
-    out = np.empty_like(x)
-    logs(x, out)
-    assert np.isnan(out[-1])
-    exact = np.log(x[:-1].astype(np.longdouble))
-    ulps = np.abs(out[:-1] - exact) / np.spacing(np.abs(exact).astype(float_type))
-    assert ulps.max() <= 1.0
+@compiled_only
+def test_float32_fused_kernels_compute_in_float32(monkeypatch):
+    calls, epoch = [], kernels.sgd_epoch
+    monkeypatch.setattr(kernels, "sgd_epoch", lambda *args: calls.append(args) or epoch(*args))
+    network = build(mlp, pyldl, np.float32)
+    X, y = data(10)
+    Trainer(network, pyldl.BCELoss(), X, y, 4, 0.1, fused=True).epoch()
+    assert_float32_stays_float32(epoch, calls[0], TOTALS)
+    f = np.float32
+    m, terms = np.full((4, 3), 0.5, f), np.empty(12, f)
+    assert_float32_stays_float32(
+        kernels._loss_backward, (kernels.BCE, m, m, f(1e-7), m.copy(), terms), TOTALS
+    )
+    assert_float32_stays_float32(loss_kernels.sum64, (terms,), ("fpext", "fadd"))
+    assert_float32_stays_float32(kernels._activation_backward, (m, m.copy(), kernels.SIGMOID))
+    assert_float32_stays_float32(kernels._outer, (m[:, 0].copy(), m[0].copy(), m.copy()))
 
 
 @pytest.mark.parametrize("path", PATHS)

@@ -146,7 +146,11 @@ _users = [0, 1]  # blocks inside ``one_thread`` now, the thread count to put bac
 @contextmanager
 def one_thread():
     """SciPy's OpenBLAS on one thread inside the block (process-wide: concurrent and nested
-    blocks share it; the count from before the first one is put back after the last)."""
+    blocks share it; the count from before the first one is put back after the last).
+    Nothing changes where that BLAS is not OpenBLAS."""
+    if _THREADS is None:
+        yield
+        return
     set_threads, get_threads = _THREADS
     with _lock:
         if _users[0] == 0:
@@ -165,6 +169,6 @@ def one_thread():
 def threads_for(multiply_adds):
     """The context to run products of up to ``multiply_adds`` in: ``one_thread`` between
     ``THREADED_FROM`` and ``ONE_THREAD_BELOW`` (where OpenBLAS is the BLAS), else nothing."""
-    if _THREADS is not None and THREADED_FROM <= multiply_adds < ONE_THREAD_BELOW:
+    if THREADED_FROM <= multiply_adds < ONE_THREAD_BELOW:
         return one_thread()
     return nullcontext()

@@ -28,7 +28,7 @@ def add_bias(out, b):
 @jit
 def linear_forward(X, W, b, out):
     """out = X @ W + b.  X (N, I), W (I, O), b (1, O) or None, out (N, O)."""
-    gemm(False, False, 1.0, X, W, 0.0, out)
+    gemm(False, False, out.dtype.type(1), X, W, out.dtype.type(0), out)
     if b is not None:
         add_bias(out, b)
 
@@ -36,7 +36,8 @@ def linear_forward(X, W, b, out):
 @jit
 def linear_backward_update_gradient(X, delta, gradient, gradient_bias):
     """gradient += X.T @ delta; gradient_bias += delta summed over rows (if not None)."""
-    gemm(True, False, 1.0, X, delta, 1.0, gradient)
+    one = gradient.dtype.type(1)
+    gemm(True, False, one, X, delta, one, gradient)
     if gradient_bias is not None:
         for i in range(delta.shape[0]):
             for j in range(delta.shape[1]):
@@ -46,19 +47,18 @@ def linear_backward_update_gradient(X, delta, gradient, gradient_bias):
 @jit
 def linear_backward_delta(delta, W, out):
     """out = delta @ W.T.  delta (N, O), W (I, O), out (N, I)."""
-    gemm(False, True, 1.0, delta, W, 0.0, out)
+    gemm(False, True, out.dtype.type(1), delta, W, out.dtype.type(0), out)
 
 
 @jit
 def linear_update_parameters(W, b, gradient, gradient_bias, gradient_step):
-    """W -= gradient_step * gradient; b likewise (if not None)."""
-    step = W.dtype.type(gradient_step)
+    """W -= gradient_step * gradient; b likewise (if not None).  gradient_step a scalar of W's dtype."""
     for i in range(W.shape[0]):
         for j in range(W.shape[1]):
-            W[i, j] -= step * gradient[i, j]
+            W[i, j] -= gradient_step * gradient[i, j]
     if b is not None:
         for j in range(b.shape[1]):
-            b[0, j] -= step * gradient_bias[0, j]
+            b[0, j] -= gradient_step * gradient_bias[0, j]
 
 
 # Conv1D is im2col into a caller-owned buffer + gemm: faster than loops vectorised over chan_out
@@ -92,7 +92,7 @@ def conv1d_forward(X, W, b, stride, cols, out):
     k_size, channels, width = W.shape
     im2col(X, k_size, stride, cols)
     product = out.reshape((out.shape[0] * out.shape[1], width))
-    gemm(False, False, 1.0, cols, W.reshape((k_size * channels, width)), 0.0, product)
+    gemm(False, False, W.dtype.type(1), cols, W.reshape((k_size * channels, width)), W.dtype.type(0), product)
     if b is not None:
         add_bias(product, b)
 
@@ -108,13 +108,13 @@ def conv1d_backward_update_gradient(X, delta, stride, cols, gradient, gradient_b
     k_size, channels, width = gradient.shape
     im2col(X, k_size, stride, cols)
     rows = delta.reshape((delta.shape[0] * delta.shape[1], width))
-    scale = 1.0 / X.shape[0]
-    gemm(True, False, scale, cols, rows, 1.0, gradient.reshape((k_size * channels, width)))
+    scale = gradient.dtype.type(1.0 / X.shape[0])
+    one = gradient.dtype.type(1)
+    gemm(True, False, scale, cols, rows, one, gradient.reshape((k_size * channels, width)))
     if gradient_bias is not None:
-        step = gradient_bias.dtype.type(scale)
         for r in range(rows.shape[0]):
             for o in range(width):
-                gradient_bias[0, o] += step * rows[r, o]
+                gradient_bias[0, o] += scale * rows[r, o]
 
 
 @jit
@@ -129,10 +129,10 @@ def conv1d_backward_delta(delta, W, stride, cols, out):
     gemm(
         False,
         True,
-        1.0,
+        W.dtype.type(1),
         delta.reshape((rows * d_out, width)),
         W.reshape((k_size * channels, width)),
-        0.0,
+        W.dtype.type(0),
         cols,
     )
     flat = out.reshape((rows, out.shape[1] * channels))

@@ -27,16 +27,13 @@ Compile time matters (the first epoch compiles the kernel): Numba re-optimises a
 code inside each caller, so the epoch kernel calls only shallow helpers.
 """
 
-import numpy as np
-from llvmlite import ir
-from numba import types
-from numba.extending import intrinsic, overload
 from numba.typed import List
 
+from . import _math
 from ._blas import gemm
-from ._numba import OPTIONS, jit
+from ._numba import jit
 from .activations import relu_forward, sigmoid_forward, softmax_forward, tanh_forward
-from .losses import cross_entropy_backward, cross_entropy_forward
+from .losses import cross_entropy_backward, cross_entropy_forward, sum64
 from .modules import add_bias, conv1d_backward_delta, im2col, maxpool1d_backward_delta, maxpool1d_forward
 
 # activations (the ACT column; NONE: a Linear alone)
@@ -68,86 +65,6 @@ def parameter_list(first):
 @jit
 def parameter_list_append(parameters, array):
     parameters.append(array)
-
-
-# log(x) for BCE's clipped probabilities (positive normal numbers, or NaN): fdlibm's
-# reduction to m in [sqrt(2)/2, sqrt(2)), log(m) = f - f*f/2 + s (f*f/2 + R(s*s)),
-# s = f / (2 + f), f = m - 1; branch-free, so loops over it vectorise (libm's log does not).
-_LOG64 = tuple(map(np.float64, (
-    6.666666666666735130e-01, 3.999999999940941908e-01, 2.857142874366239149e-01,
-    2.222219843214978396e-01, 1.818357216161805012e-01, 1.531383769920937332e-01,
-    1.479819860511658591e-01, 6.93147180369123816490e-01, 1.90821492927058770002e-10,
-)))  # fmt: skip
-_LOG32 = tuple(map(np.float32, (
-    0.66666662693, 0.40000972152, 0.28498786688, 0.24279078841, 6.9313812256e-01, 9.0580006145e-06,
-)))  # fmt: skip
-
-
-@intrinsic
-def _bits(typingctx, x):
-    """The bits of a float as a signed integer of its width."""
-    if isinstance(x, types.Float):
-        ity = types.int64 if x.bitwidth == 64 else types.int32
-        return ity(x), lambda context, builder, sig, args: builder.bitcast(args[0], ir.IntType(x.bitwidth))
-
-
-@intrinsic
-def _float(typingctx, bits, like):
-    """The float of ``like``'s type with the low bits of the integer ``bits``."""
-    if isinstance(bits, types.Integer) and isinstance(like, types.Float):
-
-        def codegen(context, builder, sig, args):
-            ity = ir.IntType(like.bitwidth)
-            value = args[0]
-            if bits.bitwidth > like.bitwidth:
-                value = builder.trunc(value, ity)
-            elif bits.bitwidth < like.bitwidth:
-                value = builder.sext(value, ity)
-            return builder.bitcast(value, context.get_value_type(like))
-
-        return like(bits, like), codegen
-
-
-def _log(x):
-    """Natural log of a positive normal number (NaN stays NaN). NumPy's without Numba."""
-    return np.log(x)
-
-
-def _log64(x):
-    lg1, lg2, lg3, lg4, lg5, lg6, lg7, ln2_hi, ln2_lo = _LOG64
-    one, half = np.float64(1), np.float64(0.5)
-    ix = _bits(x) + 0x0009_5F62_0000_0000  # moves [sqrt(2)/2, sqrt(2)) to one binade
-    k = (ix >> 52) - 0x3FF
-    f = _float((ix & 0x000F_FFFF_FFFF_FFFF) + 0x3FE6_A09E_0000_0000, x) - one
-    s = f / (one + one + f)
-    z = s * s
-    w = z * z
-    r = w * (lg2 + w * (lg4 + w * lg6)) + z * (lg1 + w * (lg3 + w * (lg5 + w * lg7)))
-    hfsq = half * f * f
-    dk = np.float64(k)
-    y = s * (hfsq + r) + dk * ln2_lo - hfsq + f + dk * ln2_hi
-    return y if x == x else x
-
-
-def _log32(x):
-    lg1, lg2, lg3, lg4, ln2_hi, ln2_lo = _LOG32
-    one, half = np.float32(1), np.float32(0.5)
-    ix = _bits(x) + (0x3F80_0000 - 0x3F35_04F3)
-    k = (ix >> 23) - 0x7F
-    f = _float((ix & 0x007F_FFFF) + 0x3F35_04F3, x) - one
-    s = f / (one + one + f)
-    z = s * s
-    w = z * z
-    r = w * (lg2 + w * lg4) + z * (lg1 + w * lg3)
-    hfsq = half * f * f
-    dk = np.float32(k)
-    y = s * (hfsq + r) + dk * ln2_lo - hfsq + f + dk * ln2_hi
-    return y if x == x else x
-
-
-@overload(_log, jit_options=OPTIONS)
-def _log_compiled(x):
-    return _log32 if x == types.float32 else _log64
 
 
 @jit
@@ -202,7 +119,7 @@ def _loss_backward(loss, y, yhat, eps, delta, terms):
             diff = p[i] - t[i]
             terms[i] = diff * diff
             d[i] = two * diff
-        return _sum(terms[: t.size]) / rows
+        return sum64(terms[: t.size]) / rows
     if loss == CROSS_ENTROPY:  # yhat holds logits; the loss's own kernels
         cross_entropy_backward(y, yhat, delta)
         return cross_entropy_forward(y, yhat)
@@ -211,24 +128,9 @@ def _loss_backward(loss, y, yhat, eps, delta, terms):
     for i in range(t.size):
         q = low if p[i] < low else p[i]  # clips that keep NaN
         q = high if q > high else q
-        terms[i] = t[i] * _log(q) + (one - t[i]) * _log(one - q)
+        terms[i] = t[i] * _math.log(q) + (one - t[i]) * _math.log(one - q)
         d[i] = (q - t[i]) / (q * (one - q) * n)
-    return -_sum(terms[: t.size]) / (rows * width)
-
-
-@jit
-def _sum(x):
-    """The sum in float64, over four accumulators (independent chains run 4x faster than one)."""
-    a0 = a1 = a2 = a3 = 0.0
-    end = x.size - x.size % 4
-    for i in range(0, end, 4):
-        a0 += x[i]
-        a1 += x[i + 1]
-        a2 += x[i + 2]
-        a3 += x[i + 3]
-    for i in range(end, x.size):
-        a0 += x[i]
-    return (a0 + a1) + (a2 + a3)
+    return -sum64(terms[: t.size]) / (rows * width)
 
 
 @jit
@@ -265,6 +167,7 @@ def sgd_epoch(plan, parameters, X, y, batch_size, lr, loss, eps, work, snapshot)
     cols_at = ones_at + rows * max(1, plan[0, LENGTH])
     scratch_at = cols_at + rows * plan[0, COLS]
     work[ones_at:cols_at] = 1
+    one, zero = work.dtype.type(1), work.dtype.type(0)  # gemm's alpha and beta in the data's dtype
     total = 0.0
     batches = 0
     for start in range(0, total_rows, batch_size):
@@ -292,7 +195,7 @@ def sgd_epoch(plan, parameters, X, y, batch_size, lr, loss, eps, work, snapshot)
                 W = parameters[plan[s, PARAM]]
                 product = z
                 if kind == LINEAR:
-                    gemm(False, False, 1.0, x, W, 0.0, z)
+                    gemm(False, False, one, x, W, zero, z)
                 else:
                     positions = width // W.shape[1]
                     cols_start = cols_at + rows * plan[s, COLS]
@@ -300,7 +203,7 @@ def sgd_epoch(plan, parameters, X, y, batch_size, lr, loss, eps, work, snapshot)
                     cols = cols.reshape((n * positions, W.shape[0]))
                     im2col(x.reshape((n, length, channels)), k_size, stride, cols)
                     product = z.reshape((n * positions, W.shape[1]))
-                    gemm(False, False, 1.0, cols, W, 0.0, product)
+                    gemm(False, False, one, cols, W, zero, product)
                 if plan[s, HAS_BIAS]:
                     add_bias(product, parameters[plan[s, PARAM] + 1])
                 x = z
@@ -349,15 +252,15 @@ def sgd_epoch(plan, parameters, X, y, batch_size, lr, loss, eps, work, snapshot)
                     if width == 1:
                         _outer(delta.reshape(n), W.reshape(W.shape[0]), below)
                     else:
-                        gemm(False, True, 1.0, delta, W, 0.0, below)
-                gemm(True, False, -lr, x, delta, 1.0, W)
+                        gemm(False, True, one, delta, W, zero, below)
+                gemm(True, False, -lr, x, delta, one, W)
                 if plan[s, HAS_BIAS]:
                     bias = parameters[plan[s, PARAM] + 1]
                     if n == 1:  # a loop beats a gemm call here: 0.01 against 0.1-0.3 us
                         for j in range(width):
                             bias[0, j] -= lr * delta[0, j]
                     else:
-                        gemm(True, False, -lr, work[ones_at : ones_at + n].reshape((n, 1)), delta, 1.0, bias)
+                        gemm(True, False, -lr, work[ones_at : ones_at + n].reshape((n, 1)), delta, one, bias)
             else:
                 W = parameters[plan[s, PARAM]]
                 chan_out = W.shape[1]
@@ -377,11 +280,11 @@ def sgd_epoch(plan, parameters, X, y, batch_size, lr, loss, eps, work, snapshot)
                 cols_start = cols_at + rows * plan[s, COLS]
                 cols = work[cols_start : cols_start + windows * W.shape[0]].reshape((windows, W.shape[0]))
                 rate = lr / W.dtype.type(n)
-                gemm(True, False, -rate, cols, delta.reshape((windows, chan_out)), 1.0, W)
+                gemm(True, False, -rate, cols, delta.reshape((windows, chan_out)), one, W)
                 if plan[s, HAS_BIAS]:
                     ones = work[ones_at : ones_at + windows].reshape((windows, 1))
                     bias = parameters[plan[s, PARAM] + 1]
-                    gemm(True, False, -rate, ones, delta.reshape((windows, chan_out)), 1.0, bias)
+                    gemm(True, False, -rate, ones, delta.reshape((windows, chan_out)), one, bias)
             delta = below
             delta_at, spare_at = spare_at, delta_at
         batches += 1

@@ -6,6 +6,17 @@ from .modules import Flatten, MaxPool1D, Weighted
 
 # parameter-free built-ins: they keep a float input's dtype, so the container converts for them
 _BUILT_IN_ACTIVATIONS = (ReLU, Sigmoid, Softmax, Tanh, MaxPool1D, Flatten)
+_KINDS = {}  # module class -> (a container, a parameter-free built-in)
+
+
+def _kind(module):
+    """(isinstance(module, Sequential), isinstance(module, _BUILT_IN_ACTIVATIONS)), looked up by
+    class: isinstance on these ABCs costs 0.35 us a class, a forward pass checked up to eight."""
+    cls = type(module)
+    kind = _KINDS.get(cls)
+    if kind is None:
+        kind = _KINDS[cls] = (issubclass(cls, Sequential), issubclass(cls, _BUILT_IN_ACTIVATIONS))
+    return kind
 
 
 class Sequential(Module):
@@ -35,9 +46,9 @@ class Sequential(Module):
         """``X`` in the network's dtype when a built-in activation, MaxPool1D or Flatten comes
         first (a Linear or Conv1D converts its own input; a user's module gets ``X`` untouched)."""
         first = self
-        while isinstance(first, Sequential):  # cheap: no generator on the common path
+        while _kind(first)[0]:  # cheap: no generator on the common path
             first = first._modules[0] if first._modules else None
-        if not isinstance(first, _BUILT_IN_ACTIVATIONS):
+        if not _kind(first)[1]:
             return X
         for module in self._leaves():
             if isinstance(module, Weighted):
@@ -60,7 +71,7 @@ class Sequential(Module):
     def backward(self, input, delta):
         """Accumulate every module's gradient; return the delta for ``input``."""
         for module, x in zip(reversed(self._modules), reversed(self._stored_inputs()), strict=True):
-            if isinstance(module, Sequential):
+            if _kind(module)[0]:
                 delta = module.backward(x, delta)
             else:
                 module.backward_update_gradient(x, delta)

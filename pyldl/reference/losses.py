@@ -51,7 +51,16 @@ def targets_and_logits(y, yhat):
 
 def bce_epsilon(dtype):
     """The clipping margin of BCELoss: 1e-12 in float64, 1e-7 in float32 (where 1 - 1e-12 == 1)."""
-    return 1e-12 if dtype == np.float64 else 1e-7
+    return 1e-12 if dtype is _FLOAT64 or dtype == _FLOAT64 else 1e-7  # is: 0.3 us less a call
+
+
+_FLOAT64 = np.dtype(np.float64)
+
+
+def shaped_like(delta, yhat, predictions):
+    """``delta`` in the shape of the ``yhat`` given to a loss's backward, ``predictions`` being
+    the 2-D array ``targets_and_predictions`` made of it (no reshape when it is ``yhat`` itself)."""
+    return delta if predictions is yhat else delta.reshape(np.shape(yhat))
 
 
 class MSELoss(Loss):
@@ -67,9 +76,8 @@ class MSELoss(Loss):
         return yhat.dtype.type(np.mean(np.sum((y - yhat) ** 2, axis=1)))
 
     def backward(self, y, yhat):
-        shape = np.shape(yhat)
-        y, yhat = targets_and_predictions(y, yhat)
-        return (-2 * (y - yhat)).reshape(shape)
+        y2, yhat2 = targets_and_predictions(y, yhat)
+        return shaped_like(-2 * (y2 - yhat2), yhat, yhat2)
 
 
 class BCELoss(Loss):
@@ -89,11 +97,10 @@ class BCELoss(Loss):
         return yhat.dtype.type(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
     def backward(self, y, yhat):
-        shape = np.shape(yhat)
-        y, yhat = targets_and_predictions(y, yhat)
-        eps = bce_epsilon(yhat.dtype)
-        p = np.clip(yhat, eps, 1 - eps)
-        return ((p - y) / (p * (1 - p) * len(y))).reshape(shape)
+        y2, yhat2 = targets_and_predictions(y, yhat)
+        eps = bce_epsilon(yhat2.dtype)
+        p = np.clip(yhat2, eps, 1 - eps)
+        return shaped_like((p - y2) / (p * (1 - p) * len(y2)), yhat, yhat2)
 
 
 class CrossEntropyLoss(Loss):

@@ -135,19 +135,22 @@ class Weighted(Module):
 
     def _gradients(self, W, b):
         """The gradient buffers, re-created (zero) if the parameters were reassigned."""
+        gradient, gradient_bias = self._gradient, self._gradient_bias
         if not (
-            type(self._gradient) is np.ndarray
-            and self._gradient.shape == W.shape
-            and self._gradient.dtype == W.dtype
+            type(gradient) is np.ndarray
+            and gradient.shape == W.shape
+            and (gradient.dtype is W.dtype or gradient.dtype == W.dtype)  # is: the common case, faster
         ):
-            self._gradient = np.zeros_like(W)
-        if b is not None and not (
-            type(self._gradient_bias) is np.ndarray
-            and self._gradient_bias.shape == b.shape
-            and self._gradient_bias.dtype == b.dtype
+            gradient = self._gradient = np.zeros_like(W)
+        if b is None:
+            return gradient, None
+        if not (
+            type(gradient_bias) is np.ndarray
+            and gradient_bias.shape == b.shape
+            and (gradient_bias.dtype is b.dtype or gradient_bias.dtype == b.dtype)
         ):
-            self._gradient_bias = np.zeros_like(b)
-        return self._gradient, self._gradient_bias if b is not None else None
+            gradient_bias = self._gradient_bias = np.zeros_like(b)
+        return gradient, gradient_bias
 
     def update_parameters(self, gradient_step=1e-3):
         W, b = self._weights()

@@ -3,8 +3,9 @@
 A network made only of built-in modules (Linear, Conv1D, MaxPool1D, Flatten, Tanh, Sigmoid,
 Softmax, ReLU inside Sequential / AutoEncoder containers, nested in any way) with MSELoss,
 BCELoss or CrossEntropyLoss is flattened once into a plan for
-:func:`pyldl.kernels.optimizers.sgd_epoch`, which trains a whole epoch (or one Optim step) in
-one compiled call; sequences (3-D inputs) travel as rows of length * channels values.
+:func:`pyldl.kernels.optimizers.sgd_epoch` (``sgd_epoch_sequences`` where Conv1D or MaxPool1D
+steps are in it), which trains a whole epoch (or one Optim step) in one compiled call;
+sequences (3-D inputs) travel as rows of length * channels values.
 Anything else, a subclass of a built-in included, trains module by module through the
 modules' own methods, with the same results.
 """
@@ -314,6 +315,9 @@ class _Plan:
         self._bound, self._shape, self.in_width, self.out_width = bound, shape, in_width, width
         self._largest = largest  # multiply-adds per row of the largest product
         self._table = np.array(table, dtype=np.int64)
+        steps = self._table[1:, kernels.KIND]
+        sequence_steps = np.isin(steps, (kernels.CONV1D, kernels.MAXPOOL1D)).any()
+        self._epoch = kernels.sgd_epoch_sequences if sequence_steps else kernels.sgd_epoch
         self._arrays, self._size = parameters, sum(a.size for a in parameters)
         self._parameters = kernels.parameter_list(parameters[0])
         for array in parameters[1:]:
@@ -366,7 +370,7 @@ class _Plan:
                 self._work = np.empty(size, self.dtype)
             self._rows = rows
         with threads_for(rows * self._largest):
-            value = kernels.sgd_epoch(
+            value = self._epoch(
                 self._table, self._parameters, X, y, batch_size, lr, self.loss, self.eps, self._work, saved
             )
         return self.dtype.type(value)

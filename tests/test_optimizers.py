@@ -579,6 +579,11 @@ def test_float32_fused_kernels_compute_in_float32(monkeypatch):
     X, y = data(10)
     Trainer(network, pyldl.BCELoss(), X, y, 4, 0.1, fused=True).epoch()
     assert_float32_stays_float32(epoch, calls[0], TOTALS)
+    calls, epoch = [], kernels.sgd_epoch_sequences  # Conv1D and MaxPool1D steps
+    monkeypatch.setattr(kernels, "sgd_epoch_sequences", lambda *args: calls.append(args) or epoch(*args))
+    X, y = sequences(6)
+    Trainer(conv_net(pyldl, np.float32), pyldl.MSELoss(), X, y, 4, 0.1, fused=True).epoch()
+    assert_float32_stays_float32(epoch, calls[0], TOTALS)
     f = np.float32
     m, terms = np.full((4, 3), 0.5, f), np.empty(12, f)
     assert_float32_stays_float32(
@@ -790,3 +795,24 @@ def test_convolutional_network_divergence_keeps_the_last_finite_epoch():
     assert losses == error.losses[:-1]
     assert len(params) == 4  # Conv1D's weights and bias are guarded too
     assert all(np.array_equal(p, q) for p, q in zip(parameters(network), params, strict=True))
+
+
+def test_networks_of_linear_layers_train_in_the_kernel_without_sequence_steps():
+    """Plans with Conv1D or MaxPool1D steps use ``sgd_epoch_sequences``; the others
+    ``sgd_epoch``, whose sequence branches are pruned at compile time (less to compile), and
+    both train the same way (a Flatten first is not a sequence step)."""
+    X, y = sequences(6)
+    with seeded(0):
+        dense = pyldl.Sequential(pyldl.Flatten(), pyldl.Linear(14, 3), pyldl.Sigmoid())
+    assert Trainer(dense, pyldl.MSELoss(), X, y, 4)._plan._epoch is kernels.sgd_epoch
+    convolutional = Trainer(conv_net(pyldl, np.float64), pyldl.MSELoss(), X, y, 4)
+    assert convolutional._plan._epoch is kernels.sgd_epoch_sequences
+    with seeded(0):
+        twin = ref.Sequential(ref.Flatten(), ref.Linear(14, 3), ref.Sigmoid())
+    with seeded(1):
+        fused = pyldl.SGD(dense, pyldl.MSELoss(), X, y, 4, 0.1, 3, progress=False, fused=True)
+    with seeded(1):
+        expected = ref.SGD(twin, ref.MSELoss(), X, y, 4, 0.1, 3, progress=False)
+    assert_close(fused, expected, "run", np.float64)
+    for a, b in zip(parameters(dense), parameters(twin), strict=True):
+        assert_close(a, b, "run", np.float64)

@@ -133,159 +133,181 @@ def _loss_backward(loss, y, yhat, eps, delta, terms):
     return -sum64(terms[: t.size]) / (rows * width)
 
 
-@jit
-def sgd_epoch(plan, parameters, X, y, batch_size, lr, loss, eps, work, snapshot):
-    """One epoch of minibatch SGD over consecutive row slices of X, y (the last may be partial).
+def _sgd_epoch(sequences):
+    """The epoch kernel for plans with Conv1D / MaxPool1D steps (``sequences``) or without.
+    ``sequences`` is a compile-time constant: Numba prunes the other kind's branches before
+    typing, so a network of Linear layers compiles none of the sequence kernels."""
 
-    Per batch: forward, loss, loss backward, then from the last step down to the first step
-    with parameters: activation backward, the delta for the step below (from the weights
-    before the update; none below the first step with parameters), then the update without
-    a gradient buffer: a Linear's ``W -= lr X_in^T delta`` and ``b -= lr ones^T delta``, a
-    Conv1D's ``W -= (lr / n) cols^T delta`` (its windows kept from forward, n the batch's
-    rows: PyLDL divides Conv1D's gradient by the batch) and its bias likewise, all by gemm.
-    X (N, I) (sequences as (N, length * channels) rows), y (N, O) and work (``work_size``) of
-    the parameters' dtype, lr and eps scalars of it (a loss code in ``loss``). Returns the
-    mean of the batch losses, each as the Loss module computes it. A non-empty ``snapshot``
-    first receives every parameter array, flattened one after the other (SGD's copy for its
-    divergence guard, without a NumPy call per array).
-    """
-    if snapshot.size:
-        at = 0
-        for p in range(len(parameters)):
-            flat = parameters[p].reshape(parameters[p].size)
-            for i in range(flat.size):
-                snapshot[at + i] = flat[i]
-            at += flat.size
-    total_rows = X.shape[0]
-    rows = min(batch_size, total_rows)
-    last = plan.shape[0] - 1
-    first = plan[0, PARAM]
-    widest = plan[0, WIDTH]
-    out_width = plan[last, WIDTH]
-    deltas_at = rows * plan[0, COLUMN]
-    ones_at = deltas_at + 2 * rows * widest
-    cols_at = ones_at + rows * max(1, plan[0, LENGTH])
-    scratch_at = cols_at + rows * plan[0, COLS]
-    work[ones_at:cols_at] = 1
-    one, zero = work.dtype.type(1), work.dtype.type(0)  # gemm's alpha and beta in the data's dtype
-    total = 0.0
-    batches = 0
-    for start in range(0, total_rows, batch_size):
-        n = min(batch_size, total_rows - start)
-        x = X[start : start + n]
-        for s in range(1, last + 1):
-            kind, act = plan[s, KIND], plan[s, ACT]
-            at, width = rows * plan[s, COLUMN], plan[s, WIDTH]
-            out = work[at : at + n * width].reshape((n, width))
-            k_size, stride, length, channels = (
-                plan[s, K_SIZE],
-                plan[s, STRIDE],
-                plan[s, LENGTH],
-                plan[s, CHANNELS],
-            )
-            if kind == MAXPOOL1D:
-                positions = width // channels
-                maxpool1d_forward(
-                    x.reshape((n, length, channels)), k_size, stride, out.reshape((n, positions, channels))
+    @jit
+    def sgd_epoch(plan, parameters, X, y, batch_size, lr, loss, eps, work, snapshot):
+        """One epoch of minibatch SGD over consecutive row slices of X, y (the last may be partial).
+
+        Per batch: forward, loss, loss backward, then from the last step down to the first step
+        with parameters: activation backward, the delta for the step below (from the weights
+        before the update; none below the first step with parameters), then the update without
+        a gradient buffer: a Linear's ``W -= lr X_in^T delta`` and ``b -= lr ones^T delta``, a
+        Conv1D's ``W -= (lr / n) cols^T delta`` (its windows kept from forward, n the batch's
+        rows: PyLDL divides Conv1D's gradient by the batch) and its bias likewise, all by gemm.
+        X (N, I) (sequences as (N, length * channels) rows), y (N, O) and work (``work_size``) of
+        the parameters' dtype, lr and eps scalars of it (a loss code in ``loss``). Returns the
+        mean of the batch losses, each as the Loss module computes it. A non-empty ``snapshot``
+        first receives every parameter array, flattened one after the other (SGD's copy for its
+        divergence guard, without a NumPy call per array).
+        """
+        if snapshot.size:
+            at = 0
+            for p in range(len(parameters)):
+                flat = parameters[p].reshape(parameters[p].size)
+                for i in range(flat.size):
+                    snapshot[at + i] = flat[i]
+                at += flat.size
+        total_rows = X.shape[0]
+        rows = min(batch_size, total_rows)
+        last = plan.shape[0] - 1
+        first = plan[0, PARAM]
+        widest = plan[0, WIDTH]
+        out_width = plan[last, WIDTH]
+        deltas_at = rows * plan[0, COLUMN]
+        ones_at = deltas_at + 2 * rows * widest
+        cols_at = ones_at + rows * max(1, plan[0, LENGTH])
+        scratch_at = cols_at + rows * plan[0, COLS]
+        work[ones_at:cols_at] = 1
+        one, zero = work.dtype.type(1), work.dtype.type(0)  # gemm's alpha and beta in the data's dtype
+        total = 0.0
+        batches = 0
+        for start in range(0, total_rows, batch_size):
+            n = min(batch_size, total_rows - start)
+            x = X[start : start + n]
+            for s in range(1, last + 1):
+                kind, act = plan[s, KIND], plan[s, ACT]
+                at, width = rows * plan[s, COLUMN], plan[s, WIDTH]
+                out = work[at : at + n * width].reshape((n, width))
+                k_size, stride, length, channels = (
+                    plan[s, K_SIZE],
+                    plan[s, STRIDE],
+                    plan[s, LENGTH],
+                    plan[s, CHANNELS],
                 )
-            elif kind != ACTIVATION:
-                # the product goes to the (still unused) delta block when an activation follows:
-                # in place, the activation loops would fail their overlap check and not vectorise
-                z = work[deltas_at : deltas_at + n * width].reshape((n, width)) if act != NONE else out
-                W = parameters[plan[s, PARAM]]
-                product = z
-                if kind == LINEAR:
-                    gemm(False, False, one, x, W, zero, z)
-                else:
-                    positions = width // W.shape[1]
-                    cols_start = cols_at + rows * plan[s, COLS]
-                    cols = work[cols_start : cols_start + n * positions * W.shape[0]]
-                    cols = cols.reshape((n * positions, W.shape[0]))
-                    im2col(x.reshape((n, length, channels)), k_size, stride, cols)
-                    product = z.reshape((n * positions, W.shape[1]))
-                    gemm(False, False, one, cols, W, zero, product)
-                if plan[s, HAS_BIAS]:
-                    add_bias(product, parameters[plan[s, PARAM] + 1])
-                x = z
-            if act == SOFTMAX:
-                softmax_forward(x, out)
-            elif act != NONE:
-                x1, out1 = x.reshape(x.size), out.reshape(out.size)
-                if act == TANH:
-                    tanh_forward(x1, out1)
-                elif act == SIGMOID:
-                    sigmoid_forward(x1, out1)
-                else:
-                    relu_forward(x1, out1)
-            x = out
-        delta_at, spare_at = deltas_at, deltas_at + rows * widest
-        delta = work[delta_at : delta_at + n * out_width].reshape((n, out_width))
-        total += _loss_backward(loss, y[start : start + n], x, eps, delta, work[spare_at:])
-        for s in range(last, first - 1, -1):
-            kind = plan[s, KIND]
-            at, width = rows * plan[s, COLUMN], plan[s, WIDTH]
-            _activation_backward(work[at : at + n * width].reshape((n, width)), delta, plan[s, ACT])
-            if kind == ACTIVATION:
-                continue
-            x = X[start : start + n]  # the step's input
-            if s > 1:
-                at = rows * plan[s - 1, COLUMN]
-                x = work[at : at + n * plan[s - 1, WIDTH]].reshape((n, plan[s - 1, WIDTH]))
-            below = work[spare_at : spare_at + x.size].reshape(x.shape)
-            k_size, stride, length, channels = (
-                plan[s, K_SIZE],
-                plan[s, STRIDE],
-                plan[s, LENGTH],
-                plan[s, CHANNELS],
-            )
-            if kind == MAXPOOL1D:
-                maxpool1d_backward_delta(
-                    x.reshape((n, length, channels)),
-                    delta.reshape((n, width // channels, channels)),
-                    k_size,
-                    stride,
-                    below.reshape((n, length, channels)),
-                )
-            elif kind == LINEAR:
-                W = parameters[plan[s, PARAM]]
-                if s > first:
-                    if width == 1:
-                        _outer(delta.reshape(n), W.reshape(W.shape[0]), below)
-                    else:
-                        gemm(False, True, one, delta, W, zero, below)
-                gemm(True, False, -lr, x, delta, one, W)
-                if plan[s, HAS_BIAS]:
-                    bias = parameters[plan[s, PARAM] + 1]
-                    if n == 1:  # a loop beats a gemm call here: 0.01 against 0.1-0.3 us
-                        for j in range(width):
-                            bias[0, j] -= lr * delta[0, j]
-                    else:
-                        gemm(True, False, -lr, work[ones_at : ones_at + n].reshape((n, 1)), delta, one, bias)
-            else:
-                W = parameters[plan[s, PARAM]]
-                chan_out = W.shape[1]
-                positions = width // chan_out
-                windows = n * positions
-                if s > first:
-                    scratch = work[scratch_at : scratch_at + windows * W.shape[0]].reshape(
-                        (windows, W.shape[0])
-                    )
-                    conv1d_backward_delta(
-                        delta.reshape((n, positions, chan_out)),
-                        W.reshape((k_size, channels, chan_out)),
+                if sequences and kind == MAXPOOL1D:
+                    positions = width // channels
+                    maxpool1d_forward(
+                        x.reshape((n, length, channels)),
+                        k_size,
                         stride,
-                        scratch,
+                        out.reshape((n, positions, channels)),
+                    )
+                elif kind != ACTIVATION:
+                    # the product goes to the (still unused) delta block when an activation follows:
+                    # in place, the activation loops would fail their overlap check and not vectorise
+                    z = work[deltas_at : deltas_at + n * width].reshape((n, width)) if act != NONE else out
+                    W = parameters[plan[s, PARAM]]
+                    product = z
+                    if sequences and kind == CONV1D:
+                        positions = width // W.shape[1]
+                        cols_start = cols_at + rows * plan[s, COLS]
+                        cols = work[cols_start : cols_start + n * positions * W.shape[0]]
+                        cols = cols.reshape((n * positions, W.shape[0]))
+                        im2col(x.reshape((n, length, channels)), k_size, stride, cols)
+                        product = z.reshape((n * positions, W.shape[1]))
+                        gemm(False, False, one, cols, W, zero, product)
+                    else:
+                        gemm(False, False, one, x, W, zero, z)
+                    if plan[s, HAS_BIAS]:
+                        add_bias(product, parameters[plan[s, PARAM] + 1])
+                    x = z
+                if act == SOFTMAX:
+                    softmax_forward(x, out)
+                elif act != NONE:
+                    x1, out1 = x.reshape(x.size), out.reshape(out.size)
+                    if act == TANH:
+                        tanh_forward(x1, out1)
+                    elif act == SIGMOID:
+                        sigmoid_forward(x1, out1)
+                    else:
+                        relu_forward(x1, out1)
+                x = out
+            delta_at, spare_at = deltas_at, deltas_at + rows * widest
+            delta = work[delta_at : delta_at + n * out_width].reshape((n, out_width))
+            total += _loss_backward(loss, y[start : start + n], x, eps, delta, work[spare_at:])
+            for s in range(last, first - 1, -1):
+                kind = plan[s, KIND]
+                at, width = rows * plan[s, COLUMN], plan[s, WIDTH]
+                _activation_backward(work[at : at + n * width].reshape((n, width)), delta, plan[s, ACT])
+                if kind == ACTIVATION:
+                    continue
+                x = X[start : start + n]  # the step's input
+                if s > 1:
+                    at = rows * plan[s - 1, COLUMN]
+                    x = work[at : at + n * plan[s - 1, WIDTH]].reshape((n, plan[s - 1, WIDTH]))
+                below = work[spare_at : spare_at + x.size].reshape(x.shape)
+                k_size, stride, length, channels = (
+                    plan[s, K_SIZE],
+                    plan[s, STRIDE],
+                    plan[s, LENGTH],
+                    plan[s, CHANNELS],
+                )
+                if sequences and kind == MAXPOOL1D:
+                    maxpool1d_backward_delta(
+                        x.reshape((n, length, channels)),
+                        delta.reshape((n, width // channels, channels)),
+                        k_size,
+                        stride,
                         below.reshape((n, length, channels)),
                     )
-                cols_start = cols_at + rows * plan[s, COLS]
-                cols = work[cols_start : cols_start + windows * W.shape[0]].reshape((windows, W.shape[0]))
-                rate = lr / W.dtype.type(n)
-                gemm(True, False, -rate, cols, delta.reshape((windows, chan_out)), one, W)
-                if plan[s, HAS_BIAS]:
-                    ones = work[ones_at : ones_at + windows].reshape((windows, 1))
-                    bias = parameters[plan[s, PARAM] + 1]
-                    gemm(True, False, -rate, ones, delta.reshape((windows, chan_out)), one, bias)
-            delta = below
-            delta_at, spare_at = spare_at, delta_at
-        batches += 1
-    return total / batches
+                elif sequences and kind == CONV1D:
+                    W = parameters[plan[s, PARAM]]
+                    chan_out = W.shape[1]
+                    positions = width // chan_out
+                    windows = n * positions
+                    if s > first:
+                        scratch = work[scratch_at : scratch_at + windows * W.shape[0]].reshape(
+                            (windows, W.shape[0])
+                        )
+                        conv1d_backward_delta(
+                            delta.reshape((n, positions, chan_out)),
+                            W.reshape((k_size, channels, chan_out)),
+                            stride,
+                            scratch,
+                            below.reshape((n, length, channels)),
+                        )
+                    cols_start = cols_at + rows * plan[s, COLS]
+                    cols = work[cols_start : cols_start + windows * W.shape[0]].reshape((windows, W.shape[0]))
+                    rate = lr / W.dtype.type(n)
+                    gemm(True, False, -rate, cols, delta.reshape((windows, chan_out)), one, W)
+                    if plan[s, HAS_BIAS]:
+                        ones = work[ones_at : ones_at + windows].reshape((windows, 1))
+                        bias = parameters[plan[s, PARAM] + 1]
+                        gemm(True, False, -rate, ones, delta.reshape((windows, chan_out)), one, bias)
+                else:
+                    W = parameters[plan[s, PARAM]]
+                    if s > first:
+                        if width == 1:
+                            _outer(delta.reshape(n), W.reshape(W.shape[0]), below)
+                        else:
+                            gemm(False, True, one, delta, W, zero, below)
+                    gemm(True, False, -lr, x, delta, one, W)
+                    if plan[s, HAS_BIAS]:
+                        bias = parameters[plan[s, PARAM] + 1]
+                        if n == 1:  # a loop beats a gemm call here: 0.01 against 0.1-0.3 us
+                            for j in range(width):
+                                bias[0, j] -= lr * delta[0, j]
+                        else:
+                            gemm(
+                                True,
+                                False,
+                                -lr,
+                                work[ones_at : ones_at + n].reshape((n, 1)),
+                                delta,
+                                one,
+                                bias,
+                            )
+                delta = below
+                delta_at, spare_at = spare_at, delta_at
+            batches += 1
+        return total / batches
+
+    return sgd_epoch
+
+
+sgd_epoch = _sgd_epoch(False)
+sgd_epoch_sequences = _sgd_epoch(True)

@@ -133,6 +133,12 @@ def _loss_backward(loss, y, yhat, eps, delta, terms):
     return -sum64(terms[: t.size]) / (rows * width)
 
 
+@jit
+def _window(plan, s):
+    """Step ``s``'s (k_size, stride, input length, channels): a Conv1D's or MaxPool1D's windows."""
+    return plan[s, K_SIZE], plan[s, STRIDE], plan[s, LENGTH], plan[s, CHANNELS]
+
+
 def _sgd_epoch(sequences):
     """The epoch kernel for plans with Conv1D / MaxPool1D steps (``sequences``) or without.
     ``sequences`` is a compile-time constant: Numba prunes the other kind's branches before
@@ -182,12 +188,7 @@ def _sgd_epoch(sequences):
                 kind, act = plan[s, KIND], plan[s, ACT]
                 at, width = rows * plan[s, COLUMN], plan[s, WIDTH]
                 out = work[at : at + n * width].reshape((n, width))
-                k_size, stride, length, channels = (
-                    plan[s, K_SIZE],
-                    plan[s, STRIDE],
-                    plan[s, LENGTH],
-                    plan[s, CHANNELS],
-                )
+                k_size, stride, length, channels = _window(plan, s)
                 if sequences and kind == MAXPOOL1D:
                     positions = width // channels
                     maxpool1d_forward(
@@ -240,12 +241,7 @@ def _sgd_epoch(sequences):
                     at = rows * plan[s - 1, COLUMN]
                     x = work[at : at + n * plan[s - 1, WIDTH]].reshape((n, plan[s - 1, WIDTH]))
                 below = work[spare_at : spare_at + x.size].reshape(x.shape)
-                k_size, stride, length, channels = (
-                    plan[s, K_SIZE],
-                    plan[s, STRIDE],
-                    plan[s, LENGTH],
-                    plan[s, CHANNELS],
-                )
+                k_size, stride, length, channels = _window(plan, s)
                 if sequences and kind == MAXPOOL1D:
                     maxpool1d_backward_delta(
                         x.reshape((n, length, channels)),

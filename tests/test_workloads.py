@@ -185,24 +185,18 @@ def test_permutation(n):
     np.testing.assert_array_equal(WORKLOADS["W2"].permutation(n), expected)
 
 
-def test_multiclass_workload_trains():
+@pytest.mark.parametrize(
+    ("name", "rows", "epochs", "loss_drop", "accuracy"),
+    [
+        ("W7", 256, 5, 0.5, 0.8),
+        # seconds without JIT (NUMBA_DISABLE_JIT=1): im2col and pooling as Python loops
+        pytest.param("W8", 512, 8, 0.6, 0.6, marks=pytest.mark.slow),
+    ],
+)
+def test_multiclass_workloads_train(name, rows, epochs, loss_drop, accuracy):
     pytest.importorskip("sklearn")
-    workload = WORKLOADS["W7"]
-    X, y = workload.data(256)
-    network = workload.network()
-    with seeded(1):
-        losses = pyldl.SGD(
-            network, workload.loss_module(), X, y, workload.batch_size, 1e-2, 5, progress=False
-        )
-    assert losses[-1] < 0.5 * losses[0]
-    assert np.mean(np.argmax(network(X), axis=1) == np.argmax(y, axis=1)) > 0.8
-
-
-@pytest.mark.slow  # seconds without JIT (NUMBA_DISABLE_JIT=1): im2col and pooling as Python loops
-def test_convolutional_workload_trains():
-    pytest.importorskip("sklearn")
-    workload = WORKLOADS["W8"]
-    X, y = workload.data(512)
+    workload = WORKLOADS[name]
+    X, y = workload.data(rows)
     network = workload.network()
     with seeded(1):
         losses = pyldl.SGD(
@@ -212,8 +206,8 @@ def test_convolutional_workload_trains():
             y,
             workload.batch_size,
             workload.gradient_step,
-            8,
+            epochs,
             progress=False,
         )
-    assert losses[-1] < 0.6 * losses[0]
-    assert np.mean(np.argmax(network(X), axis=1) == np.argmax(y, axis=1)) > 0.6
+    assert losses[-1] < loss_drop * losses[0]
+    assert np.mean(np.argmax(network(X), axis=1) == np.argmax(y, axis=1)) > accuracy

@@ -7,11 +7,6 @@ from .reference import losses as reference
 from .reference.losses import bce_epsilon, shaped_like, targets_and_logits, targets_and_predictions
 
 
-def _epsilon(dtype):
-    """BCELoss's clipping margin as a scalar of ``dtype`` (a Python float would widen the kernel)."""
-    return dtype.type(bce_epsilon(dtype))
-
-
 class MSELoss(reference.MSELoss):
     __doc__ = reference.MSELoss.__doc__
 
@@ -31,12 +26,12 @@ class BCELoss(reference.BCELoss):
 
     def forward(self, y, yhat):
         y, yhat = targets_and_predictions(y, yhat)
-        return yhat.dtype.type(kernels.bce_forward(y, yhat, _epsilon(yhat.dtype)))
+        return yhat.dtype.type(kernels.bce_forward(y, yhat, bce_epsilon(yhat.dtype)))
 
     def backward(self, y, yhat):
         y2, yhat2 = targets_and_predictions(y, yhat)
         out = np.empty_like(yhat2)
-        kernels.bce_backward(y2, yhat2, _epsilon(yhat2.dtype), out)
+        kernels.bce_backward(y2, yhat2, bce_epsilon(yhat2.dtype), out)
         return shaped_like(out, yhat, yhat2)
 
 

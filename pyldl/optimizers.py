@@ -17,7 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .activations import ReLU, Sigmoid, Softmax, Tanh
-from .base import Module, as_float_array, check_2d, check_same_rows
+from .base import Activation, Module, as_float_array, check_2d, check_same_rows
 from .checkpoints import save
 from .exceptions import DimensionMismatchError, DivergenceError
 from .kernels import optimizers as kernels
@@ -69,10 +69,10 @@ def _normalize_weights(network):
             module._weights()
 
 
-def _first_leaf(network):
-    while isinstance(network, Sequential) and network._modules:
-        network = network._modules[0]
-    return network
+def _first_layer(layers):
+    """The first of ``layers`` (leaf modules in forward order) that is not an activation: the
+    one that decides whether the network takes rows or sequences."""
+    return next((m for m in layers if not isinstance(m, Activation)), None)
 
 
 _SEQUENCE_MODULES = (reference_modules.Conv1D, reference_modules.MaxPool1D, reference_modules.Flatten)
@@ -92,7 +92,7 @@ def _check_training_args(network, X, y, batch_size, gradient_step, n_iter, dtype
     y = as_float_array(y, "y", dtype)
     if y.ndim == 1:
         y = y.reshape(-1, 1)
-    first = _first_leaf(network)
+    first = _first_layer(m for m in _modules(network) if not isinstance(m, Sequential))
     if not isinstance(first, _SEQUENCE_MODULES):
         check_2d(X, "X")
     elif X.ndim != 3:
@@ -180,7 +180,7 @@ def _takes_sequences(layers):
     Conv1D, MaxPool1D or Flatten); TypeError where a layer gets what it cannot take (a Linear or
     Softmax a sequence, a Conv1D or MaxPool1D rows) or the output is a sequence, which the
     module-by-module path then reports."""
-    first = next((m for m in layers if type(m) not in _ACTIVATIONS), None)
+    first = _first_layer(layers)
     sequences = is_sequence = type(first) in (Conv1D, MaxPool1D, Flatten)
     for layer in layers:
         if type(layer) in (Conv1D, MaxPool1D) and not is_sequence:
@@ -220,7 +220,7 @@ class _Plan:
             raise TypeError(f"the Linear and Conv1D layers mix dtypes {names}: they cannot be fused")
         self.sequences = _takes_sequences(self._layers)
         self.dtype = dtypes.pop()
-        self.eps = self.dtype.type(bce_epsilon(self.dtype))
+        self.eps = bce_epsilon(self.dtype)
         self._work, self._no_snapshot = np.empty(0, self.dtype), np.empty(0, self.dtype)
         self._saved = None
         self._shape = None  # (length, channels) of the sequences the table is laid out for
@@ -485,7 +485,7 @@ class Trainer:
             network, X, y, batch_size, gradient_step, 0, dtype
         )
         if self._plan is not None:
-            self._plan.check_data(X, y)
+            X = self._plan.check_data(X, y)  # sequences as rows of length * channels values
         _check_values(X, y, loss, check_finite)
         if order is None:
             order = np.random.permutation(len(X))
@@ -493,7 +493,7 @@ class Trainer:
         self._snapshot, self._saved = bool(snapshot), None
         X, y = X[order], y[order]
         if self._plan is not None:
-            self._X, self._y = np.ascontiguousarray(X.reshape(len(X), -1)), np.ascontiguousarray(y)
+            self._X, self._y = X, y  # fancy indexing made C-contiguous copies
             self._batch_size, self._lr = batch_size, self._plan.dtype.type(gradient_step)
         else:
             starts = range(0, len(X), batch_size)

@@ -816,3 +816,20 @@ def test_networks_of_linear_layers_train_in_the_kernel_without_sequence_steps():
     assert_close(fused, expected, "run", np.float64)
     for a, b in zip(parameters(dense), parameters(twin), strict=True):
         assert_close(a, b, "run", np.float64)
+
+
+@pytest.mark.parametrize("fused", [None, False], ids=["auto", "modules"])
+def test_sgd_takes_sequences_when_an_activation_comes_before_the_conv1d(fused):
+    """The first layer other than an activation decides whether X holds rows or sequences."""
+    X, y = sequences(5)
+    with seeded(0):
+        network = pyldl.Sequential(pyldl.Tanh(), pyldl.Conv1D(3, 2, 4), pyldl.Flatten(), pyldl.Linear(20, 3))
+    with seeded(0):
+        twin = ref.Sequential(ref.Tanh(), ref.Conv1D(3, 2, 4), ref.Flatten(), ref.Linear(20, 3))
+    with seeded(1):
+        losses = pyldl.SGD(network, pyldl.MSELoss(), X, y, 2, 0.1, 2, progress=False, fused=fused)
+    with seeded(1):
+        expected = ref.SGD(twin, ref.MSELoss(), X, y, 2, 0.1, 2, progress=False)
+    assert_close(losses, expected, "run", np.float64)
+    with pytest.raises(DimensionMismatchError, match="must be 3-D"):
+        pyldl.SGD(network, pyldl.MSELoss(), X.reshape(5, -1), y, 2, 0.1, 1, progress=False, fused=fused)

@@ -50,11 +50,13 @@ def targets_and_logits(y, yhat):
 
 
 def bce_epsilon(dtype):
-    """The clipping margin of BCELoss: 1e-12 in float64, 1e-7 in float32 (where 1 - 1e-12 == 1)."""
-    return 1e-12 if dtype is _FLOAT64 or dtype == _FLOAT64 else 1e-7  # is: 0.3 us less a call
+    """The clipping margin of BCELoss as a scalar of ``dtype``: 1e-12 in float64, 1e-7 in float32
+    (where 1 - 1e-12 == 1); a Python float would widen a float32 kernel."""
+    return _EPSILONS[np.dtype(dtype)]
 
 
 _FLOAT64 = np.dtype(np.float64)
+_EPSILONS = {_FLOAT64: np.float64(1e-12), np.dtype(np.float32): np.float32(1e-7)}
 
 
 def shaped_like(delta, yhat, predictions):

@@ -11,7 +11,9 @@ import threading
 import numba
 import numpy as np
 import pytest
-from conftest import assert_close, assert_float32_stays_float32, compiled_only, mlp, seeded
+from conftest import DTYPES, assert_close, assert_float32_stays_float32, compiled_only, mlp, seeded
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pyldl
 import pyldl.reference as ref
@@ -833,3 +835,119 @@ def test_sgd_takes_sequences_when_an_activation_comes_before_the_conv1d(fused):
     assert_close(losses, expected, "run", np.float64)
     with pytest.raises(DimensionMismatchError, match="must be 3-D"):
         pyldl.SGD(network, pyldl.MSELoss(), X.reshape(5, -1), y, 2, 0.1, 1, progress=False, fused=fused)
+
+
+# ---------------------------------------------------------------- random networks (hypothesis)
+#
+# The safety net of the fused engine: any built-in network the fused path takes trains to the
+# same losses and weights fused, module by module and in the reference. Few epochs and a small
+# step, so that ReLU kinks and pooling ties (after ReLU, windows of zeros) are not crossed
+# differently by the paths' roundings. Data come from a drawn seed, not from hypothesis's values.
+
+ACTIVATIONS = ["Tanh", "Sigmoid", "ReLU", "Softmax"]
+optional_activation = st.sampled_from([None, "Tanh", "Sigmoid", "ReLU"])
+
+
+@st.composite
+def sequence_layers(draw, length, channels):
+    """Conv1D / MaxPool1D steps (each fitting the length left), each maybe with an activation
+    after it, then Flatten; returns (layers, features after Flatten)."""
+    layers = []
+    for _ in range(draw(st.integers(1, 3))):
+        k_size = draw(st.integers(1, min(3, length)))
+        stride = draw(st.integers(1, 2))
+        if draw(st.booleans()) or not layers:
+            chan_out = draw(st.integers(1, 3))
+            layers.append(("Conv1D", k_size, channels, chan_out, stride, draw(st.booleans())))
+            channels = chan_out
+        else:
+            layers.append(("MaxPool1D", k_size, stride))
+        length = (length - k_size) // stride + 1
+        act = draw(optional_activation)
+        if act:
+            layers.append((act,))
+        if length < 2:
+            break
+    return [*layers, ("Flatten",)], length * channels
+
+
+@st.composite
+def random_networks(draw):
+    """(layers, nesting, input shape, loss name): a recipe for ``build_recipe``."""
+    loss = draw(st.sampled_from(["MSELoss", "BCELoss", "CrossEntropyLoss"]))
+    layers = [(draw(st.sampled_from(["Tanh", "Sigmoid"])),)] if draw(st.integers(0, 4)) == 0 else []
+    if draw(st.booleans()):
+        length, channels = draw(st.integers(3, 9)), draw(st.integers(1, 3))
+        body, width = draw(sequence_layers(length, channels))
+        layers += body
+        shape = (length, channels)
+    else:
+        width = draw(st.integers(1, 5))
+        shape = (width,)
+    for i in range(draw(st.integers(1, 3))):
+        out = draw(st.integers(1, 5))
+        layers.append(("Linear", width, out, draw(st.booleans())))
+        width = out
+        last = i == 2 or draw(st.booleans())
+        act = draw(st.sampled_from([None, *ACTIVATIONS])) if not last else None
+        if act:
+            layers.append((act,))
+        if last:
+            break
+    if loss == "BCELoss":
+        layers.append(("Sigmoid",))  # probabilities, as BCE takes them
+    elif loss == "MSELoss" and draw(st.booleans()):
+        layers.append((draw(st.sampled_from(ACTIVATIONS)),))
+    cuts = sorted(draw(st.sets(st.integers(1, len(layers) - 1), max_size=2))) if len(layers) > 1 else []
+    return layers, cuts, draw(st.booleans()), shape, width, loss
+
+
+def build_recipe(ns, recipe, dtype):
+    """The network of ``recipe``: its layers cut into nested containers (an AutoEncoder of the
+    first two pieces when asked)."""
+    layers, cuts, autoencoder, _, _, _ = recipe
+    made = []
+    for name, *args in layers:
+        kwargs = {"dtype": dtype} if name in ("Linear", "Conv1D") else {}
+        if name == "Linear":
+            made.append(ns.Linear(args[0], args[1], bias=args[2], **kwargs))
+        elif name == "Conv1D":
+            made.append(ns.Conv1D(*args[:4], bias=args[4], **kwargs))
+        else:
+            made.append(getattr(ns, name)(*args))
+    pieces = [made[i:j] for i, j in zip([0, *cuts], [*cuts, len(made)], strict=True)]
+    containers = [ns.Sequential(*piece) for piece in pieces]
+    if autoencoder and len(containers) >= 2:
+        return ns.Sequential(ns.AutoEncoder(containers[0], ns.Sequential(*containers[1:])))
+    return ns.Sequential(*containers)
+
+
+@pytest.mark.slow
+@settings(max_examples=120, deadline=None)
+@given(
+    recipe=random_networks(),
+    dtype=st.sampled_from(DTYPES),
+    rows=st.integers(1, 12),
+    batch_size=st.integers(1, 8),
+    epochs=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_random_networks_fused_and_module_by_module_match_the_reference(
+    recipe, dtype, rows, batch_size, epochs, seed
+):
+    _, _, _, shape, out, loss_name = recipe
+    rs = np.random.RandomState(seed)
+    X = rs.standard_normal((rows, *shape))
+    if loss_name == "CrossEntropyLoss":
+        y = np.eye(out)[rs.randint(out, size=rows)]
+    else:
+        y = rs.uniform(0.05, 0.95, (rows, out))
+    step = 0.05
+    network = build(lambda ns, d: build_recipe(ns, recipe, d), ref, dtype)
+    expected = train(ref, network, loss_name, X, y, batch_size, step, epochs)
+    network = build(lambda ns, d: build_recipe(ns, recipe, d), pyldl, dtype)
+    assert Trainer(network, getattr(pyldl, loss_name)(), X, y, order=np.arange(rows)).fused, "not fused"
+    for kwargs in PATHS.values():
+        network = build(lambda ns, d: build_recipe(ns, recipe, d), pyldl, dtype)
+        run = train(pyldl, network, loss_name, X, y, batch_size, step, epochs, **kwargs)
+        assert_same_run(run, expected, dtype)

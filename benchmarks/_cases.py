@@ -157,6 +157,13 @@ def bare_epoch(layers, loss, batches, gradient_step):
     "cross_entropy"."""
     from pyldl.reference.losses import bce_epsilon
 
+    unknown = [
+        layer for layer in layers if type(layer) is not list and layer not in ("Tanh", "Sigmoid", "ReLU")
+    ]
+    if unknown or loss not in ("mse", "bce", "cross_entropy"):
+        raise ValueError(
+            f"bare_epoch knows Linear, Tanh, Sigmoid, ReLU and mse, bce, cross_entropy: {unknown or loss}"
+        )
     losses = []
     for x, y in batches:
         gradients = [[np.zeros_like(a) for a in layer] if type(layer) is list else None for layer in layers]
@@ -169,7 +176,7 @@ def bare_epoch(layers, loss, batches, gradient_step):
                 x = np.tanh(x)
             elif layer == "Sigmoid":
                 x = 1 / (1 + np.exp(-x))
-            else:
+            else:  # ReLU
                 x = np.maximum(x, 0)
         if loss == "mse":
             losses.append(np.mean(np.sum((y - x) ** 2, axis=1)))
@@ -180,7 +187,7 @@ def bare_epoch(layers, loss, batches, gradient_step):
             sums = e.sum(axis=1, keepdims=True)
             losses.append(np.mean(np.log(sums[:, 0]) + top[:, 0] - np.sum(y * x, axis=1)))
             delta = e / sums - y
-        else:
+        else:  # bce
             eps = bce_epsilon(x.dtype)
             p = np.clip(x, eps, 1 - eps)
             losses.append(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
@@ -196,7 +203,7 @@ def bare_epoch(layers, loss, batches, gradient_step):
             elif layer == "Sigmoid":
                 s = 1 / (1 + np.exp(-x))
                 delta = delta * s * (1 - s)
-            else:
+            else:  # ReLU
                 delta = delta * (x > 0)
         for layer, gradient in zip(layers, gradients, strict=True):
             if type(layer) is list:

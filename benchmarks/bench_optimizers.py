@@ -72,6 +72,7 @@ class FinalLoss:
 
 COLD_START = """
 import numpy as np
+import pytest
 import pyldl
 from pyldl.optimizers import Trainer
 from pyldl.workloads import WORKLOADS
@@ -157,3 +158,30 @@ def test_cold_start(benchmark):
         benchmark.pedantic(subprocess.run, ([sys.executable, "-c", code],), {"check": True}, rounds=1)
     finally:
         suite.teardown("warm")
+
+
+@parametrize("key", ["W2", "W3", "W7"])
+def test_bare_epoch_trains_like_the_reference(key):
+    """The yardstick computes what the reference does (losses of two epochs), and refuses what
+    it does not know instead of guessing."""
+    import pytest
+
+    from pyldl.workloads import WORKLOADS
+
+    from ._cases import bare_epoch, bare_network
+    from ._runners import _batches
+
+    workload = WORKLOADS[key]
+    X, y = workload.data(TWIN_SAMPLES[key])
+    trainer = make_trainer(key, "reference", "float64", TWIN_SAMPLES[key])
+    layers = bare_network(workload, np.float64)
+    batches = _batches(X, y, workload.permutation(len(X)), workload.batch_size, np.float64)
+    for _ in range(2):
+        expected = trainer.epoch()
+        assert (
+            abs(bare_epoch(layers, workload.loss, batches, workload.gradient_step) - expected)
+            <= 1e-9 * expected
+        )
+    for bad_layers, loss in [([*layers, "Softmax"], workload.loss), (layers, "hinge")]:
+        with pytest.raises(ValueError, match="bare_epoch knows"):
+            bare_epoch(bad_layers, loss, batches, workload.gradient_step)

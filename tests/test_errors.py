@@ -9,6 +9,7 @@ import pytest
 from conftest import seeded
 
 import pyldl
+from pyldl import optimizers
 from pyldl.exceptions import DimensionMismatchError
 
 X = np.linspace(-1, 1, 30).reshape(10, 3)
@@ -38,96 +39,123 @@ def first(net):
 SEQUENCES = np.linspace(-1, 1, 40).reshape(4, 5, 2)  # (batch, length, channels)
 
 
-def conv():
-    return pyldl.Conv1D(3, 2, 4, 2)
+class Networks:
+    """What a case calls, built seeded before it runs: ``net`` = Sequential(Linear(3, 2),
+    Sigmoid()), a Conv1D layer ``conv`` and a network ``conv_net`` that starts with one; a copy
+    of every parameter array of each, for ``assert_unchanged``."""
+
+    def __init__(self):
+        with seeded(0):
+            self.net = pyldl.Sequential(pyldl.Linear(3, 2), pyldl.Sigmoid())
+            self.conv = pyldl.Conv1D(3, 2, 4, 2)
+            self.conv_net = pyldl.Sequential(pyldl.Conv1D(3, 2, 4, 2), pyldl.Flatten(), pyldl.Linear(8, 2))
+        self._built = [
+            (array, array.copy())
+            for network in (self.net, self.conv, self.conv_net)
+            for array in optimizers._arrays(network)
+        ]
+
+    def conv_sgd(self, X=SEQUENCES):
+        return sgd(self.conv_net, X=X, y=Y[:4])
+
+    def assert_unchanged(self):
+        for array, saved in self._built:
+            np.testing.assert_array_equal(array, saved)
 
 
-def conv_sgd(X=SEQUENCES):
-    net = pyldl.Sequential(conv(), pyldl.Flatten(), pyldl.Linear(8, 2))
-    return sgd(net, X=X, y=Y[:4])
-
-
-# id -> (call on a fresh network Sequential(Linear(3, 2), Sigmoid()), exception, message fragment)
+# id -> (call on a fresh Networks, exception, message fragment)
 CASES = {
-    "forward 1-D X": (lambda n: n(X[0]), DimensionMismatchError, "X must be 2-D"),
-    "forward 3-D X": (lambda n: n(X[None]), DimensionMismatchError, "X must be 2-D"),
-    "forward feature count": (lambda n: n(X[:, :2]), DimensionMismatchError, "X has 2 features"),
-    "forward complex X": (lambda n: n(X + 1j), TypeError, "real numeric"),
-    "forward object X": (lambda n: n(X.astype(object)), TypeError, "dtype object"),
-    "forward strings": (lambda n: n(np.full((2, 3), "a")), TypeError, "real numeric"),
+    "forward 1-D X": (lambda n: n.net(X[0]), DimensionMismatchError, "X must be 2-D"),
+    "forward 3-D X": (lambda n: n.net(X[None]), DimensionMismatchError, "X must be 2-D"),
+    "forward feature count": (lambda n: n.net(X[:, :2]), DimensionMismatchError, "X has 2 features"),
+    "forward complex X": (lambda n: n.net(X + 1j), TypeError, "real numeric"),
+    "forward object X": (lambda n: n.net(X.astype(object)), TypeError, "dtype object"),
+    "forward strings": (lambda n: n.net(np.full((2, 3), "a")), TypeError, "real numeric"),
     "gradient rows": (
-        lambda n: first(n).backward_update_gradient(X, Y[:5]),
+        lambda n: first(n.net).backward_update_gradient(X, Y[:5]),
         DimensionMismatchError,
         "input has 10 rows but delta has 5",
     ),
     "gradient delta width": (
-        lambda n: first(n).backward_update_gradient(X, X),
+        lambda n: first(n.net).backward_update_gradient(X, X),
         DimensionMismatchError,
         "delta has 3 columns",
     ),
-    "delta width": (lambda n: first(n).backward_delta(X, X), DimensionMismatchError, "delta has 3 columns"),
+    "delta width": (
+        lambda n: first(n.net).backward_delta(X, X),
+        DimensionMismatchError,
+        "delta has 3 columns",
+    ),
     "activation delta shape": (
-        lambda n: n._modules[1].backward_delta(Y, Y[:3]),
+        lambda n: n.net._modules[1].backward_delta(Y, Y[:3]),
         DimensionMismatchError,
         "delta must have the shape of input",
     ),
     "loss shapes": (lambda n: pyldl.MSELoss()(Y, Y[:, :1]), DimensionMismatchError, "same shape"),
     "loss empty": (lambda n: pyldl.BCELoss()(Y[:0], Y[:0]), ValueError, "empty"),
-    "SGD X and y rows": (lambda n: sgd(n, y=Y[:9]), DimensionMismatchError, "X has 10 rows but y has 9"),
-    "SGD y width": (lambda n: sgd(n, y=X), DimensionMismatchError, "network's output"),
-    "SGD X features": (lambda n: sgd(n, X=Y), DimensionMismatchError, "X has 2 features"),
-    "SGD 1-D X": (lambda n: sgd(n, X=X[:, 0]), DimensionMismatchError, "X must be 2-D"),
-    "SGD empty X": (lambda n: sgd(n, X=X[:0], y=Y[:0]), ValueError, "X is empty"),
-    "SGD complex y": (lambda n: sgd(n, y=Y + 0j), TypeError, "y must be a real numeric array"),
-    "SGD batch_size 0": (lambda n: sgd(n, batch_size=0), ValueError, "batch_size must be a positive integer"),
-    "SGD batch_size float": (lambda n: sgd(n, batch_size=2.5), ValueError, "batch_size"),
-    "SGD batch_size bool": (lambda n: sgd(n, batch_size=True), ValueError, "batch_size"),
-    "SGD n_iter negative": (lambda n: sgd(n, n_iter=-1), ValueError, "n_iter must be a non-negative"),
-    "SGD gradient_step NaN": (lambda n: sgd(n, gradient_step=np.nan), ValueError, "gradient_step"),
-    "SGD gradient_step text": (lambda n: sgd(n, gradient_step="0.1"), ValueError, "gradient_step"),
+    "SGD X and y rows": (lambda n: sgd(n.net, y=Y[:9]), DimensionMismatchError, "X has 10 rows but y has 9"),
+    "SGD y width": (lambda n: sgd(n.net, y=X), DimensionMismatchError, "network's output"),
+    "SGD X features": (lambda n: sgd(n.net, X=Y), DimensionMismatchError, "X has 2 features"),
+    "SGD 1-D X": (lambda n: sgd(n.net, X=X[:, 0]), DimensionMismatchError, "X must be 2-D"),
+    "SGD empty X": (lambda n: sgd(n.net, X=X[:0], y=Y[:0]), ValueError, "X is empty"),
+    "SGD complex y": (lambda n: sgd(n.net, y=Y + 0j), TypeError, "y must be a real numeric array"),
+    "SGD batch_size 0": (
+        lambda n: sgd(n.net, batch_size=0),
+        ValueError,
+        "batch_size must be a positive integer",
+    ),
+    "SGD batch_size float": (lambda n: sgd(n.net, batch_size=2.5), ValueError, "batch_size"),
+    "SGD batch_size bool": (lambda n: sgd(n.net, batch_size=True), ValueError, "batch_size"),
+    "SGD n_iter negative": (lambda n: sgd(n.net, n_iter=-1), ValueError, "n_iter must be a non-negative"),
+    "SGD gradient_step NaN": (lambda n: sgd(n.net, gradient_step=np.nan), ValueError, "gradient_step"),
+    "SGD gradient_step text": (lambda n: sgd(n.net, gradient_step="0.1"), ValueError, "gradient_step"),
     "SGD NaN in X": (
-        lambda n: sgd(n, X=with_value(X, (7, 1), np.nan)),
+        lambda n: sgd(n.net, X=with_value(X, (7, 1), np.nan)),
         ValueError,
         "X contains NaN or inf (first at index (7, 1))",
     ),
-    "SGD inf in y": (lambda n: sgd(n, y=with_value(Y, (2, 0), np.inf)), ValueError, "y contains NaN or inf"),
+    "SGD inf in y": (
+        lambda n: sgd(n.net, y=with_value(Y, (2, 0), np.inf)),
+        ValueError,
+        "y contains NaN or inf",
+    ),
     "SGD BCE targets": (
-        lambda n: sgd(n, pyldl.BCELoss(), y=with_value(Y, (3, 1), 1.5)),
+        lambda n: sgd(n.net, pyldl.BCELoss(), y=with_value(Y, (3, 1), 1.5)),
         ValueError,
         "BCELoss targets must lie in [0, 1]",
     ),
     "SGD CE targets outside [0, 1]": (
-        lambda n: sgd(n, pyldl.CrossEntropyLoss(), y=with_value(ONE_HOT, (4, 1), 2)),
+        lambda n: sgd(n.net, pyldl.CrossEntropyLoss(), y=with_value(ONE_HOT, (4, 1), 2)),
         ValueError,
         "CrossEntropyLoss targets must be one-hot or probability rows (in [0, 1], summing to 1): y[4]",
     ),
     "SGD CE rows not summing to 1": (
-        lambda n: sgd(n, pyldl.CrossEntropyLoss(), y=Y),
+        lambda n: sgd(n.net, pyldl.CrossEntropyLoss(), y=Y),
         ValueError,
         "summing to 1): y[0] is",
     ),
     "SGD CE class labels": (
-        lambda n: sgd(n, pyldl.CrossEntropyLoss(), y=np.arange(10) % 2),
+        lambda n: sgd(n.net, pyldl.CrossEntropyLoss(), y=np.arange(10) % 2),
         ValueError,
         "pyldl.encode_one_hot",
     ),
     "SGD CE class labels, module by module": (
-        lambda n: sgd(n, pyldl.CrossEntropyLoss(), y=np.arange(10) % 2, fused=False),
+        lambda n: sgd(n.net, pyldl.CrossEntropyLoss(), y=np.arange(10) % 2, fused=False),
         ValueError,
         "pyldl.encode_one_hot",
     ),
     "Optim.step CE class labels": (
-        lambda n: step(n, y=np.arange(10) % 2, loss=pyldl.CrossEntropyLoss()),
+        lambda n: step(n.net, y=np.arange(10) % 2, loss=pyldl.CrossEntropyLoss()),
         ValueError,
         "pyldl.encode_one_hot",
     ),
     "Optim.step CE probabilities": (
-        lambda n: step(n, y=with_value(ONE_HOT, (9, 0), 0.5), loss=pyldl.CrossEntropyLoss()),
+        lambda n: step(n.net, y=with_value(ONE_HOT, (9, 0), 0.5), loss=pyldl.CrossEntropyLoss()),
         ValueError,
         "batch_y[9] is [0.5 1. ]",
     ),
     "CE loss class labels": (
-        lambda n: pyldl.CrossEntropyLoss()(np.arange(10) % 2, n(X)),
+        lambda n: pyldl.CrossEntropyLoss()(np.arange(10) % 2, n.net(X)),
         DimensionMismatchError,
         "encode class labels with pyldl.encode_one_hot",
     ),
@@ -137,30 +165,30 @@ CASES = {
         "2-D logits",
     ),
     "Optim.step NaN in X": (
-        lambda n: step(n, X=with_value(X, (0, 0), np.nan)),
+        lambda n: step(n.net, X=with_value(X, (0, 0), np.nan)),
         ValueError,
         "batch_x contains NaN or inf (first at index (0, 0))",
     ),
     "Optim.step BCE targets": (
-        lambda n: step(n, y=with_value(Y, (0, 0), -1), loss=pyldl.BCELoss()),
+        lambda n: step(n.net, y=with_value(Y, (0, 0), -1), loss=pyldl.BCELoss()),
         ValueError,
         "BCELoss targets",
     ),
-    "Optim.step y width": (lambda n: step(n, y=X), DimensionMismatchError, "network's output"),
-    "Conv1D 2-D X": (lambda n: conv()(X), DimensionMismatchError, "X must be 3-D (batch, length, channels)"),
-    "Conv1D channels": (lambda n: conv()(SEQUENCES[:, :, :1]), DimensionMismatchError, "X has 1 channels"),
+    "Optim.step y width": (lambda n: step(n.net, y=X), DimensionMismatchError, "network's output"),
+    "Conv1D 2-D X": (lambda n: n.conv(X), DimensionMismatchError, "X must be 3-D (batch, length, channels)"),
+    "Conv1D channels": (lambda n: n.conv(SEQUENCES[:, :, :1]), DimensionMismatchError, "X has 1 channels"),
     "Conv1D short sequence": (
-        lambda n: conv()(SEQUENCES[:, :2]),
+        lambda n: n.conv(SEQUENCES[:, :2]),
         DimensionMismatchError,
         "X has length 2, shorter than the kernel (3)",
     ),
     "Conv1D delta shape": (
-        lambda n: conv().backward_delta(SEQUENCES, np.ones((4, 3, 4))),
+        lambda n: n.conv.backward_delta(SEQUENCES, np.ones((4, 3, 4))),
         DimensionMismatchError,
         "delta must have the shape of the output",
     ),
     "Conv1D gradient delta shape": (
-        lambda n: conv().backward_update_gradient(SEQUENCES, np.ones((4, 2, 3))),
+        lambda n: n.conv.backward_update_gradient(SEQUENCES, np.ones((4, 2, 3))),
         DimensionMismatchError,
         "Expected dimensions (4, 2, 4)",
     ),
@@ -192,13 +220,17 @@ CASES = {
     "MaxPool1D k_size negative": (lambda n: pyldl.MaxPool1D(-2, 1), ValueError, "k_size"),
     "MaxPool1D stride bool": (lambda n: pyldl.MaxPool1D(2, True), ValueError, "stride"),
     "SGD conv net 2-D X": (
-        lambda n: conv_sgd(X=SEQUENCES.reshape(4, 10)),
+        lambda n: n.conv_sgd(X=SEQUENCES.reshape(4, 10)),
         DimensionMismatchError,
         "X must be 3-D (batch, length, channels) for a network that starts with Conv1D",
     ),
-    "SGD conv net channels": (lambda n: conv_sgd(X=SEQUENCES[:, :, :1]), DimensionMismatchError, "channels"),
+    "SGD conv net channels": (
+        lambda n: n.conv_sgd(X=SEQUENCES[:, :, :1]),
+        DimensionMismatchError,
+        "channels",
+    ),
     "read-only parameters, module by module": (
-        lambda n: (first(n)._parameters.setflags(write=False), first(n).forward(X)),
+        lambda n: (first(n.net)._parameters.setflags(write=False), first(n.net).forward(X)),
         ValueError,
         "Linear(3 -> 2) has read-only parameters",
     ),
@@ -207,15 +239,15 @@ CASES = {
 
 @pytest.mark.parametrize(("call", "error", "fragment"), CASES.values(), ids=list(CASES))
 def test_bad_input_is_refused_before_any_change(call, error, fragment):
-    with seeded(0):
-        net = pyldl.Sequential(pyldl.Linear(3, 2), pyldl.Sigmoid())
-    before = [first(net)._parameters.copy(), first(net)._bias.copy()]
+    networks = Networks()
+    rng_state = np.random.get_state()
     with pytest.raises(error, match=None) as raised:
-        call(net)
+        call(networks)
     assert fragment in str(raised.value)
     assert isinstance(raised.value, ValueError), "pyldl's errors are ValueError subclasses"
-    np.testing.assert_array_equal(first(net)._parameters, before[0])
-    np.testing.assert_array_equal(first(net)._bias, before[1])
+    networks.assert_unchanged()
+    after = np.random.get_state()
+    assert np.array_equal(after[1], rng_state[1]) and after[2] == rng_state[2], "drew from the global RNG"
 
 
 @pytest.mark.parametrize(

@@ -485,11 +485,11 @@ def test_float32_stays_float32():
         assert type(pyldl.Optim(network, pyldl.MSELoss(), fused=fused).step(X, y)) is np.float32
     if numba.config.DISABLE_JIT:
         return
-    for signature in kernels.sgd_epoch.signatures:
-        parameter_dtype = signature[1].dtype.dtype
-        if parameter_dtype == numba.float32:
-            arrays_and_scalars = [signature[i] for i in (2, 3, 5, 7, 8, 9)]  # X y lr eps work snapshot
-            assert [getattr(t, "dtype", t) for t in arrays_and_scalars] == [numba.float32] * 6
+    float32_signatures = [s for s in kernels.sgd_epoch.signatures if s[1].dtype.dtype == numba.float32]
+    assert float32_signatures, "the fused epoch was not compiled for float32 parameters"
+    for signature in float32_signatures:
+        arrays_and_scalars = [signature[i] for i in (2, 3, 5, 7, 8, 9)]  # X y lr eps work snapshot
+        assert [getattr(t, "dtype", t) for t in arrays_and_scalars] == [numba.float32] * 6
 
 
 # ---------------------------------------------------------------- SGD's guards
@@ -779,7 +779,10 @@ def test_convolutional_network_sees_assigned_parameters_and_converts_its_input()
         pyldl.MaxPool1D(2, 2), pyldl.Flatten(), pyldl.Linear(6, 1, dtype=np.float32)
     )
     assert pooled_first(X.astype(int)).dtype == np.float32  # the container converts for MaxPool1D
-    assert pyldl.SGD(pooled_first, pyldl.MSELoss(), X, y[:, :1], 4, 0.1, 1, progress=False)
+    assert Trainer(pooled_first, pyldl.MSELoss(), X, y[:, :1], 4).fused
+    losses = pyldl.SGD(pooled_first, pyldl.MSELoss(), X, y[:, :1], 4, 0.01, 2, progress=False)
+    assert len(losses) == 2 and all(type(v) is float and math.isfinite(v) for v in losses)
+    assert losses[1] < losses[0]
 
 
 def test_convolutional_network_divergence_keeps_the_last_finite_epoch():

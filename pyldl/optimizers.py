@@ -193,14 +193,23 @@ def _takes_sequences(layers):
     return sequences
 
 
+def _bind_arrays(row, W, b):
+    """Put the addresses and shape of a step's weights ``W`` (2-D) and bias ``b`` (or None) in
+    its plan ``row``; the arrays, for the plan to keep (alive, and for snapshots)."""
+    row[kernels.WEIGHTS], (row[kernels.W_ROWS], row[kernels.W_COLS]) = W.ctypes.data, W.shape
+    row[kernels.BIAS] = 0 if b is None else b.ctypes.data
+    return [W] if b is None else [W, b]
+
+
 class _Plan:
     """A network of built-in modules and its loss, laid out for ``kernels.sgd_epoch``.
 
-    The typed list holds the Linear and Conv1D layers' own ``_parameters`` / ``_bias`` arrays
-    (a Conv1D's weights as a 2-D view), so the kernel updates them in place. Before every call
-    they are checked against the layers' current attributes; a reassigned array is converted
-    (``_weights``) and the plan is rebuilt around it. A network that takes sequences is laid
-    out for the (length, channels) of its data, once ``check_data`` has seen them.
+    The table holds the addresses of the Linear and Conv1D layers' own ``_parameters`` /
+    ``_bias`` arrays (a Conv1D's weights as a 2-D view), so the kernel updates them in place.
+    Before every call they are checked against the layers' current attributes; a reassigned
+    array is converted (``_weights``) and the plan is rebuilt around it. A network that takes
+    sequences is laid out for the (length, channels) of its data, once ``check_data`` has seen
+    them.
     """
 
     def __init__(self, network, loss):
@@ -238,8 +247,7 @@ class _Plan:
             (length, channels), width = shape, shape[0] * shape[1]
         in_width = width
         table = [[0] * kernels.PLAN_COLUMNS]
-        parameters, column, widest, cols, scratch, positions_max, largest = [], 0, width, 0, 0, 0, 0
-        no_bias = np.zeros((1, 0), self.dtype)
+        arrays, column, widest, cols, scratch, positions_max, largest = [], 0, width, 0, 0, 0, 0
         weights = iter(bound)
         for layer in self._layers:
             row = [0] * kernels.PLAN_COLUMNS
@@ -264,12 +272,8 @@ class _Plan:
                         f"(_, {W.shape[0]})", ("_", width), f"{layer!r} gets inputs of {width} features"
                     )
                 width, largest = W.shape[1], max(largest, W.size)
-                row[kernels.KIND], row[kernels.PARAM], row[kernels.HAS_BIAS] = (
-                    kernels.LINEAR,
-                    len(parameters),
-                    b is not None,
-                )
-                parameters += [W, no_bias if b is None else b]
+                row[kernels.KIND] = kernels.LINEAR
+                arrays += _bind_arrays(row, W, b)
             else:
                 if kind is MaxPool1D:
                     k_size, W = layer._k_size, None
@@ -295,19 +299,18 @@ class _Plan:
                 positions_max = max(positions_max, length)
                 if W is not None:
                     windows = length * k_size * channels
-                    row[kernels.KIND], row[kernels.PARAM] = kernels.CONV1D, len(parameters)
-                    row[kernels.HAS_BIAS], row[kernels.COLS] = b is not None, cols
+                    row[kernels.KIND], row[kernels.COLS] = kernels.CONV1D, cols
                     cols, scratch = cols + windows, max(scratch, windows)
                     largest = max(largest, windows * W.shape[2])
                     channels = W.shape[2]
-                    parameters += [W.reshape(k_size * W.shape[1], channels), no_bias if b is None else b]
+                    arrays += _bind_arrays(row, W.reshape(k_size * W.shape[1], channels), b)
                 width = length * channels
             row[kernels.WIDTH], row[kernels.COLUMN] = width, column
             table.append(row)
             column += width
             widest = max(widest, width)
         header = table[0]
-        header[kernels.PARAM] = next(
+        header[kernels.WEIGHTS] = next(
             i for i, row in enumerate(table) if row[kernels.KIND] in (kernels.LINEAR, kernels.CONV1D)
         )
         header[kernels.WIDTH], header[kernels.COLUMN] = widest, column
@@ -318,10 +321,7 @@ class _Plan:
         steps = self._table[1:, kernels.KIND]
         sequence_steps = np.isin(steps, (kernels.CONV1D, kernels.MAXPOOL1D)).any()
         self._epoch = kernels.sgd_epoch_sequences if sequence_steps else kernels.sgd_epoch
-        self._arrays, self._size = parameters, sum(a.size for a in parameters)
-        self._parameters = kernels.parameter_list(parameters[0])
-        for array in parameters[1:]:
-            kernels.parameter_list_append(self._parameters, array)
+        self._arrays, self._size = arrays, sum(a.size for a in arrays)  # also keeps the addresses valid
         self._rows = 0  # the work buffer fits batches of up to this many rows
 
     def check_data(self, X, y, names=("X", "y")):
@@ -370,9 +370,7 @@ class _Plan:
                 self._work = np.empty(size, self.dtype)
             self._rows = rows
         with threads_for(rows * self._largest):
-            value = self._epoch(
-                self._table, self._parameters, X, y, batch_size, lr, self.loss, self.eps, self._work, saved
-            )
+            value = self._epoch(self._table, X, y, batch_size, lr, self.loss, self.eps, self._work, saved)
         return self.dtype.type(value)
 
     def restore(self):

@@ -485,10 +485,10 @@ def test_float32_stays_float32():
         assert type(pyldl.Optim(network, pyldl.MSELoss(), fused=fused).step(X, y)) is np.float32
     if numba.config.DISABLE_JIT:
         return
-    float32_signatures = [s for s in kernels.sgd_epoch.signatures if s[1].dtype.dtype == numba.float32]
+    float32_signatures = [s for s in kernels.sgd_epoch.signatures if s[7].dtype == numba.float32]  # work
     assert float32_signatures, "the fused epoch was not compiled for float32 parameters"
     for signature in float32_signatures:
-        arrays_and_scalars = [signature[i] for i in (2, 3, 5, 7, 8, 9)]  # X y lr eps work snapshot
+        arrays_and_scalars = [signature[i] for i in (1, 2, 4, 6, 7, 8)]  # X y lr eps work snapshot
         assert [getattr(t, "dtype", t) for t in arrays_and_scalars] == [numba.float32] * 6
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numba
 from numba.core import caching
 
-OPTIONS = {"error_model": "numpy", "nogil": True}
+OPTIONS = {"error_model": "numpy", "nogil": True, "no_cfunc_wrapper": True}
 CACHE = os.environ.get("PYLDL_NO_CACHE", "") in ("", "0")
 KERNELS = Path(__file__).resolve().parent
 

@@ -1,14 +1,15 @@
 """Fused minibatch SGD: one call trains a whole epoch of a network flattened into a plan.
 
-The plan is an int64 table, one row per step (row 0 is a header), plus one typed list of the
-network's parameter arrays (the Module's own arrays, updated in place): a Linear's weights at
-``PARAM`` and its bias (or a placeholder) at ``PARAM + 1`` (one list, not two: unboxing a
-typed list costs about 1.3 us per call); a Conv1D's weights as their (k_size * chan_in,
-chan_out) view. A step (``KIND``) is a Linear or a Conv1D, optionally followed by an
-activation (``ACT``), a MaxPool1D, or an activation alone. Flatten is no step: a (batch,
-length, channels) block is already (batch, length * channels) in memory, and sequences travel
-as such rows; Conv1D and MaxPool1D steps keep their ``K_SIZE``, ``STRIDE`` and the ``LENGTH``
-and ``CHANNELS`` of their input.
+The plan is an int64 table, one row per step (row 0 is a header). A step (``KIND``) is a
+Linear or a Conv1D, optionally followed by an activation (``ACT``), a MaxPool1D, or an
+activation alone. A step with parameters holds the addresses of the Module's own arrays
+(updated in place; the plan's owner keeps them alive): its weights at ``WEIGHTS``, seen as
+(``W_ROWS``, ``W_COLS``) (a Conv1D's as their (k_size * chan_in, chan_out) view), and its
+bias row (1, ``W_COLS``) at ``BIAS`` (0: none). Addresses instead of a typed list of arrays: the list's
+type costs about 0.6 s of compilation on a fresh install and 1.3 us of unboxing per call.
+Flatten is no step: a (batch, length, channels) block is already (batch, length * channels)
+in memory, and sequences travel as such rows; Conv1D and MaxPool1D steps keep their
+``K_SIZE``, ``STRIDE`` and the ``LENGTH`` and ``CHANNELS`` of their input.
 
 Step ``s`` writes its output to ``work`` at ``rows * COLUMN`` as a (batch, ``WIDTH``) block,
 ``rows`` being the largest batch; two more blocks of the widest step hold the deltas (and
@@ -16,7 +17,7 @@ the loss terms, and a product before its activation), a column of ones sums the 
 gradient in gemm, a Conv1D keeps the windows of its input (im2col) at ``rows * COLS`` from
 forward to its weight update, and one more region holds the windows of a Conv1D's delta
 below (``work_size``). The header row keeps the widths' sum in ``COLUMN``, the widest step in
-``WIDTH``, the first step with parameters in ``PARAM``, the windows' columns in ``COLS``,
+``WIDTH``, the first step with parameters in ``WEIGHTS``, the windows' columns in ``COLS``,
 the most windows per sample (the ones column's length per row) in ``LENGTH`` and the widest
 delta windows per row in ``K_SIZE``.
 
@@ -27,11 +28,16 @@ Compile time matters (the first epoch compiles the kernel): Numba re-optimises a
 code inside each caller, so the epoch kernel calls only shallow helpers.
 """
 
-from numba.typed import List
+import ctypes
+
+import numba
+import numpy as np
+from numba import types
+from numba.extending import intrinsic, overload
 
 from . import _math
 from ._blas import gemm
-from ._numba import jit
+from ._numba import OPTIONS, jit
 from .activations import relu_forward, sigmoid_forward, softmax_forward, tanh_forward
 from .losses import cross_entropy_backward, cross_entropy_forward, sum64
 from .modules import add_bias, conv1d_backward_delta, im2col, maxpool1d_backward_delta, maxpool1d_forward
@@ -43,8 +49,8 @@ MSE, BCE, CROSS_ENTROPY = 0, 1, 2
 # step kinds (the KIND column)
 ACTIVATION, LINEAR, CONV1D, MAXPOOL1D = 0, 1, 2, 3
 # plan columns (the header row's meaning: module docstring)
-KIND, ACT, PARAM, HAS_BIAS, WIDTH, COLUMN, K_SIZE, STRIDE, LENGTH, CHANNELS, COLS = range(11)
-PLAN_COLUMNS = 11
+KIND, ACT, WEIGHTS, BIAS, W_ROWS, W_COLS, WIDTH, COLUMN, K_SIZE, STRIDE, LENGTH, CHANNELS, COLS = range(13)
+PLAN_COLUMNS = 13
 
 
 def work_size(plan, rows):
@@ -54,17 +60,46 @@ def work_size(plan, rows):
     return rows * (per_row + max(1, int(header[LENGTH])))
 
 
-@jit
-def parameter_list(first):
-    """A typed list holding ``first`` (built in compiled code, so it loads from the cache)."""
-    parameters = List()
-    parameters.append(first)
-    return parameters
+@intrinsic
+def _pointer_compiled(typingctx, address, like):
+    if isinstance(address, types.Integer) and isinstance(like, types.Array):
+        pointer = types.CPointer(like.dtype)
+
+        def codegen(context, builder, signature, args):
+            return builder.inttoptr(args[0], context.get_value_type(pointer))
+
+        return pointer(address, like), codegen
+
+
+def _pointer(address, like):
+    """The address as a pointer to elements of ``like``'s dtype (ctypes without Numba)."""
+    return ctypes.cast(int(address), ctypes.POINTER(np.ctypeslib.as_ctypes_type(like.dtype)))
+
+
+overload(_pointer, jit_options=OPTIONS)(
+    lambda address, like: lambda address, like: _pointer_compiled(address, like)
+)
 
 
 @jit
-def parameter_list_append(parameters, array):
-    parameters.append(array)
+def _weights(plan, s, like):
+    """Step ``s``'s weights (W_ROWS, W_COLS), of ``like``'s dtype."""
+    return numba.carray(_pointer(plan[s, WEIGHTS], like), (plan[s, W_ROWS], plan[s, W_COLS]))
+
+
+@jit
+def _bias(plan, s, like):
+    """Step ``s``'s bias row (1, W_COLS), of ``like``'s dtype."""
+    return numba.carray(_pointer(plan[s, BIAS], like), (1, plan[s, W_COLS]))
+
+
+@jit
+def _copy_into(flat, at, array):
+    """Copy ``array`` into ``flat`` from ``at``; the index after it."""
+    values = array.reshape(array.size)
+    for i in range(values.size):
+        flat[at + i] = values[i]
+    return at + values.size
 
 
 @jit
@@ -145,7 +180,7 @@ def _sgd_epoch(sequences):
     typing, so a network of Linear layers compiles none of the sequence kernels."""
 
     @jit
-    def sgd_epoch(plan, parameters, X, y, batch_size, lr, loss, eps, work, snapshot):
+    def sgd_epoch(plan, X, y, batch_size, lr, loss, eps, work, snapshot):
         """One epoch of minibatch SGD over consecutive row slices of X, y (the last may be partial).
 
         Per batch: forward, loss, loss backward, then from the last step down to the first step
@@ -162,15 +197,15 @@ def _sgd_epoch(sequences):
         """
         if snapshot.size:
             at = 0
-            for p in range(len(parameters)):
-                flat = parameters[p].reshape(parameters[p].size)
-                for i in range(flat.size):
-                    snapshot[at + i] = flat[i]
-                at += flat.size
+            for s in range(1, plan.shape[0]):
+                if plan[s, WEIGHTS]:
+                    at = _copy_into(snapshot, at, _weights(plan, s, work))
+                if plan[s, BIAS]:
+                    at = _copy_into(snapshot, at, _bias(plan, s, work))
         total_rows = X.shape[0]
         rows = min(batch_size, total_rows)
         last = plan.shape[0] - 1
-        first = plan[0, PARAM]
+        first = plan[0, WEIGHTS]
         widest = plan[0, WIDTH]
         out_width = plan[last, WIDTH]
         deltas_at = rows * plan[0, COLUMN]
@@ -201,7 +236,7 @@ def _sgd_epoch(sequences):
                     # the product goes to the (still unused) delta block when an activation follows:
                     # in place, the activation loops would fail their overlap check and not vectorise
                     z = work[deltas_at : deltas_at + n * width].reshape((n, width)) if act != NONE else out
-                    W = parameters[plan[s, PARAM]]
+                    W = _weights(plan, s, work)
                     product = z
                     if sequences and kind == CONV1D:
                         positions = width // W.shape[1]
@@ -213,8 +248,8 @@ def _sgd_epoch(sequences):
                         gemm(False, False, one, cols, W, zero, product)
                     else:
                         gemm(False, False, one, x, W, zero, z)
-                    if plan[s, HAS_BIAS]:
-                        add_bias(product, parameters[plan[s, PARAM] + 1])
+                    if plan[s, BIAS]:
+                        add_bias(product, _bias(plan, s, work))
                     x = z
                 if act == SOFTMAX:
                     softmax_forward(x, out)
@@ -251,7 +286,7 @@ def _sgd_epoch(sequences):
                         below.reshape((n, length, channels)),
                     )
                 elif sequences and kind == CONV1D:
-                    W = parameters[plan[s, PARAM]]
+                    W = _weights(plan, s, work)
                     chan_out = W.shape[1]
                     positions = width // chan_out
                     windows = n * positions
@@ -270,20 +305,20 @@ def _sgd_epoch(sequences):
                     cols = work[cols_start : cols_start + windows * W.shape[0]].reshape((windows, W.shape[0]))
                     rate = lr / W.dtype.type(n)
                     gemm(True, False, -rate, cols, delta.reshape((windows, chan_out)), one, W)
-                    if plan[s, HAS_BIAS]:
+                    if plan[s, BIAS]:
                         ones = work[ones_at : ones_at + windows].reshape((windows, 1))
-                        bias = parameters[plan[s, PARAM] + 1]
+                        bias = _bias(plan, s, work)
                         gemm(True, False, -rate, ones, delta.reshape((windows, chan_out)), one, bias)
                 else:
-                    W = parameters[plan[s, PARAM]]
+                    W = _weights(plan, s, work)
                     if s > first:
                         if width == 1:
                             _outer(delta.reshape(n), W.reshape(W.shape[0]), below)
                         else:
                             gemm(False, True, one, delta, W, zero, below)
                     gemm(True, False, -lr, x, delta, one, W)
-                    if plan[s, HAS_BIAS]:
-                        bias = parameters[plan[s, PARAM] + 1]
+                    if plan[s, BIAS]:
+                        bias = _bias(plan, s, work)
                         if n == 1:  # a loop beats a gemm call here: 0.01 against 0.1-0.3 us
                             for j in range(width):
                                 bias[0, j] -= lr * delta[0, j]

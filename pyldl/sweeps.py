@@ -155,7 +155,11 @@ def sweep(
         else:
             tasks[index] = task
     bar = tqdm(
-        total=len(configs), initial=len(configs) - len(tasks), disable=not progress, unit="config", desc="sweep"
+        total=len(configs),
+        initial=len(configs) - len(tasks),
+        disable=not progress,
+        unit="config",
+        desc="sweep",
     )
 
     def collect(index, outcome):  # from the caller's thread, or from the worker threads at once

@@ -600,10 +600,10 @@ def summary(report):
     machine, cells = report["machine"], by_cell(report)
     dtypes = list(dict.fromkeys(dtype for _, dtype in cells))
     lines = [
-        f"pyldl's compiled epoch, how many times faster than each peer (median over "
-        f"{', '.join(dict.fromkeys(key for key, _ in cells))}, and the range); measured "
+        "How many times faster pyldl's compiled epoch is than each peer: the median over "
+        f"{', '.join(dict.fromkeys(key for key, _ in cells))} and, in brackets, the range. Measured "
         f"{report['date'][:10]} by `{report['settings']['command']}` on {machine['cpu']} "
-        f"({machine['cores']} cores):",
+        f"({machine['cores']} cores).",
         "",
         "| pyldl fused vs | " + " | ".join(dtypes) + " |",
         "|---|" + "---:|" * len(dtypes),

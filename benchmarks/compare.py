@@ -14,9 +14,11 @@ of the rounds; the ratios compare medians taken in the same rounds. All implemen
 start from ``Workload.weights()`` and train on the batches of ``Workload.permutation``;
 the first epochs' losses are checked against each other (a warning when they differ).
 
-Writes benchmarks/results/compare.json, compare.png (the ratios) and table.md, and puts
-table.md between ``<!-- speed-table:start -->`` and ``<!-- speed-table:end -->`` in
-README.md when both markers are there.
+Writes benchmarks/results/compare.json, compare.png (the ratios) and table.md (the full
+tables); puts the full tables and the targets between the ``speed-table`` markers of
+docs/benchmarks.md, and a few-line summary between the ``speed-summary`` markers of README.md
+(nothing else of either file changes). ``--from-json`` measures nothing and regenerates all
+of it from a saved compare.json.
 """
 
 import argparse
@@ -39,7 +41,11 @@ from pyldl.workloads import WORKLOADS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-MARKERS = ("<!-- speed-table:start -->", "<!-- speed-table:end -->")
+# The generated blocks: (file, marker name) -> what goes between <!-- name:start/end -->.
+PAGES = {
+    "docs": (ROOT / "docs" / "benchmarks.md", "speed-table"),
+    "readme": (ROOT / "README.md", "speed-summary"),
+}
 PYLDL = ("fused", "modules", "hand", "reference")  # the implementations that run pyldl's code
 PEERS = ("modules", "reference", "torch", "jax")  # what pyldl fused is compared with
 GEMM_N = 2048
@@ -87,9 +93,11 @@ def parse_args(argv=None):
     parser.add_argument(
         "--from-json",
         type=Path,
-        help="measure nothing: redraw the table, chart and README from this compare.json",
+        help="measure nothing: redraw the tables, chart, docs page and README summary from this compare.json",
     )
-    parser.add_argument("--no-readme", action="store_true", help="do not touch README.md")
+    parser.add_argument(
+        "--no-docs", action="store_true", help="touch neither docs/benchmarks.md nor README.md's summary"
+    )
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     args.workloads = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
@@ -380,7 +388,7 @@ def by_cell(report):
 
 
 def markdown_table(report):
-    """The README's speed table: s/epoch (GFLOP/s) per implementation, speed-ups, first calls."""
+    """The full tables: s/epoch (GFLOP/s) per implementation, speed-ups, first calls."""
     machine, settings = report["machine"], report["settings"]
     impls = [impl for impl in IMPLEMENTATIONS if any(r["impl"] == impl for r in report["results"])]
     peers = [impl for impl in PEERS if impl in impls]
@@ -512,16 +520,127 @@ def draw_chart(report, path):
     plt.close(fig)
 
 
-def update_readme(table, readme):
-    """Replace what is between the speed-table markers of ``readme``; False when absent."""
-    if not readme.exists():
+# target -> its checks (workload, dtype, measure, bound). measure: a peer, for pyldl fused's
+# speed-up over it (at least bound); "gemm", fused's % of the GEMM rate (at least); "hand", the
+# hand-written loop's speed-up over the reference (at least); "bare", the reference's seconds
+# over bare NumPy's (at most).
+_MID = ("W2", "W3", "W4", "W5")
+_BOTH = ("float64", "float32")
+TARGETS = {
+    "fused vs NumPy reference, float64: W3, W4 >= 3x, W5 >= 15x": [
+        ("W3", "float64", "reference", 3),
+        ("W4", "float64", "reference", 3),
+        ("W5", "float64", "reference", 15),
+    ],
+    "fused vs JAX >= 1.25x, W2-W5, both dtypes": [(w, d, "jax", 1.25) for w in _MID for d in _BOTH],
+    "fused vs PyTorch eager >= 3x, W2-W5": [(w, d, "torch", 3) for w in _MID for d in _BOTH],
+    "W3 and W4 >= 55% of the GEMM rate (float64)": [
+        ("W3", "float64", "gemm", 55),
+        ("W4", "float64", "gemm", 55),
+    ],
+    "hand-written loop vs reference: >= 2x f64 / >= 3x f32 on W2-W5": [
+        (w, d, "hand", 2 if d == "float64" else 3) for w in _MID for d in _BOTH
+    ],
+    "hand-written loop never slower than the reference, W1-W8": [
+        (w, d, "hand", 1) for w in WORKLOADS for d in _BOTH
+    ],
+    "reference within 10% of bare NumPy, W1-W6": [
+        (w, d, "bare", 1.1) for w in ("W1", "W2", "W3", "W4", "W5", "W6") for d in _BOTH
+    ],
+    "W7 fused >= 3x reference, >= 3x PyTorch, >= 1.25x JAX": [
+        ("W7", d, peer, bound)
+        for peer, bound in (("reference", 3), ("torch", 3), ("jax", 1.25))
+        for d in _BOTH
+    ],
+    "W8 fused >= 10x reference, >= 3x PyTorch, >= 1.25x JAX": [
+        ("W8", d, peer, bound)
+        for peer, bound in (("reference", 10), ("torch", 3), ("jax", 1.25))
+        for d in _BOTH
+    ],
+}
+
+
+def measure(rows, what):
+    """The value a target checks in one cell's rows (see TARGETS), or None when not measured."""
+    if what == "gemm":
+        return rows.get("fused", {}).get("pct_gemm")
+    if what in ("hand", "bare"):
+        ratio = rows.get(what, {}).get("vs_reference")  # its seconds over the reference's
+        return ratio and 1 / ratio  # hand: the loop's speed-up; bare: the reference's cost over bare
+    return rows.get(what, {}).get("fused_speedup")
+
+
+def targets_table(report):
+    """The targets, each with the cells of this run that hold it and those that do not (how far)."""
+    cells = by_cell(report)
+    lines = [
+        "Targets, from the run above (held, or how far):",
+        "",
+        "| target | held | not yet (how far) |",
+        "|---|---|---|",
+    ]
+    for target, checks in TARGETS.items():
+        held, short_of = [], []
+        several = len({what for _, _, what, _ in checks}) > 1
+        for key, dtype, what, bound in checks:
+            value = measure(cells.get((key, dtype), {}), what)
+            if value is None:
+                continue
+            ok = value <= bound if what == "bare" else value >= bound
+            text = f"{value:.0f}%" if what == "gemm" else f"{value:.2f}x"
+            peer = f" vs {short(what)}" if several else ""
+            (held if ok else short_of).append(f"{key} {dtype.replace('float', 'f')}{peer} {text}")
+        if held or short_of:
+            lines.append(f"| {target} | {', '.join(held)} | {', '.join(short_of)} |")
+    return "\n".join(lines) + "\n"
+
+
+def summary(report):
+    """The README's few lines: pyldl fused's speed-up over each peer, median and range over the workloads."""
+    machine, cells = report["machine"], by_cell(report)
+    dtypes = list(dict.fromkeys(dtype for _, dtype in cells))
+    lines = [
+        "How many times faster pyldl's compiled epoch is than each peer: the median over "
+        f"{', '.join(dict.fromkeys(key for key, _ in cells))} and, in brackets, the range. Measured "
+        f"{report['date'][:10]} by `{report['settings']['command']}` on {machine['cpu']} "
+        f"({machine['cores']} cores).",
+        "",
+        "| pyldl fused vs | " + " | ".join(dtypes) + " |",
+        "|---|" + "---:|" * len(dtypes),
+    ]
+    for peer in ("reference", "torch", "jax", "modules"):
+        ratios = [
+            [
+                rows[peer]["fused_speedup"]
+                for (_, d), rows in cells.items()
+                if d == dtype and rows.get(peer, {}).get("fused_speedup")
+            ]
+            for dtype in dtypes
+        ]
+        if any(ratios):
+            columns = [f"{np.median(r):.1f}x ({min(r):.1f}-{max(r):.1f}x)" if r else "n/a" for r in ratios]
+            lines.append(f"| {LABELS[peer]} | " + " | ".join(columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def replace_between(path, marker, text):
+    """Put ``text`` between ``<!-- marker:start -->`` and ``<!-- marker:end -->`` of ``path``,
+    leaving the rest of the file as it is; False when the file or a marker is missing."""
+    if not path.exists():
         return False
-    text = readme.read_text()
-    start, end = (text.find(marker) for marker in MARKERS)
+    start_marker, end_marker = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    old = path.read_text()
+    start, end = old.find(start_marker), old.find(end_marker)
     if start < 0 or end < start:
         return False
-    readme.write_text(text[: start + len(MARKERS[0])] + "\n" + table + text[end:])
+    path.write_text(old[: start + len(start_marker)] + "\n" + text + old[end:])
     return True
+
+
+def write_pages(report, pages=PAGES):
+    """The generated blocks of the docs page and the README; returns the files written."""
+    blocks = {"docs": markdown_table(report) + "\n" + targets_table(report), "readme": summary(report)}
+    return [path for name, (path, marker) in pages.items() if replace_between(path, marker, blocks[name])]
 
 
 def main(argv=None):
@@ -543,8 +662,8 @@ def main(argv=None):
         written.append(args.output_dir / "compare.png")
     except ImportError:
         print("matplotlib not installed: no chart (pip install pyldl[bench])")
-    if not args.no_readme and update_readme(table, ROOT / "README.md"):
-        written.append(ROOT / "README.md")
+    if not args.no_docs:
+        written += write_pages(report)
     print(table)
     for note in report["notes"]:
         print("note:", note)

@@ -5,7 +5,7 @@ step runs in a Numba kernel. ``pyldl.reference`` is the plain-NumPy yardstick.
 """
 
 from .activations import ReLU, Sigmoid, Softmax, Tanh
-from .base import Activation, Loss, Module
+from .base import Activation, Loss, Module, get_default_dtype, set_default_dtype
 from .checkpoints import load, save
 from .exceptions import CheckpointError, DimensionMismatchError, DivergenceError, DTypeError
 from .layers import AutoEncoder, Sequential
@@ -43,9 +43,11 @@ __all__ = [
     "create_minibatches",
     "encode_one_hot",
     "gen_arti",
+    "get_default_dtype",
     "grid",
     "load",
     "load_usps",
     "save",
+    "set_default_dtype",
     "sweep",
 ]

@@ -1,5 +1,6 @@
 """The protocol every PyLDL module and loss follows, and input checks shared by all of them."""
 
+import os
 from abc import ABC, abstractmethod
 
 import numpy as np
@@ -38,10 +39,41 @@ def zeros_like(a):
 
 def check_dtype(dtype):
     """The float dtype a network may have: float32 or float64."""
-    dtype = np.dtype(dtype)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise DTypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
     if dtype not in FLOAT_DTYPES:
         raise DTypeError(f"dtype must be float32 or float64, got {dtype}")
     return dtype
+
+
+def set_default_dtype(dtype):
+    """Make new Linear and Conv1D layers of pyldl (not of ``pyldl.reference``) ``dtype`` when
+    they are built without ``dtype=``: float64 (the default, as PyLDL) or float32.
+
+    As ``torch.set_default_dtype``. The weights are drawn in float64 as always and cast, so a
+    seed gives the same network as ``dtype=`` would. ``PYLDL_DTYPE=float32`` in the environment
+    sets it when pyldl is imported.
+    """
+    global _default_dtype
+    _default_dtype = check_dtype(dtype)
+
+
+def get_default_dtype():
+    """The dtype of pyldl's new Linear and Conv1D layers built without ``dtype=``."""
+    return _default_dtype
+
+
+def _dtype_from_environment():
+    name = os.environ.get("PYLDL_DTYPE", "").strip()
+    try:
+        return check_dtype(name or np.float64)
+    except DTypeError as problem:
+        raise DTypeError(f"PYLDL_DTYPE={name!r} in the environment: {problem}") from None
+
+
+_default_dtype = _dtype_from_environment()
 
 
 def check_2d(x, name):

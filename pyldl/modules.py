@@ -2,12 +2,14 @@
 
 import numpy as np
 
+from .base import get_default_dtype
 from .kernels import modules as kernels
 from .reference import modules as reference
 
 
 class Linear(reference.Linear):
     __doc__ = reference.Linear.__doc__
+    _default_dtype = staticmethod(get_default_dtype)
 
     def forward(self, X):
         W, b = self._weights()
@@ -41,6 +43,7 @@ def _windows_buffer(X, W, d_out):
 
 class Conv1D(reference.Conv1D):
     __doc__ = reference.Conv1D.__doc__
+    _default_dtype = staticmethod(get_default_dtype)
 
     def forward(self, X):
         W, b = self._weights()

@@ -154,8 +154,13 @@ def sweep(
             results[index] = task  # bad input, or done in an earlier run
         else:
             tasks[index] = task
-    bar = tqdm(total=len(configs), initial=len(configs) - len(tasks), disable=not progress, unit="config")
-    bar.set_description("sweep")
+    bar = tqdm(
+        total=len(configs),
+        initial=len(configs) - len(tasks),
+        disable=not progress,
+        unit="config",
+        desc="sweep",
+    )
 
     def collect(index, outcome):  # from the caller's thread, or from the worker threads at once
         results[index] = _finish(*tasks[index], outcome, folder, save_networks)
@@ -463,11 +468,19 @@ def _on_dask(tasks, workers, client, keep_network, collect, pending):
     distributed = _require("dask.distributed", "sweep")
     with contextlib.ExitStack() as owned:
         if client is None:
-            cluster = owned.enter_context(
-                distributed.LocalCluster(
-                    n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+            try:
+                cluster = owned.enter_context(
+                    distributed.LocalCluster(
+                        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+                    )
                 )
-            )
+            except RuntimeError as problem:  # "Nanny failed to start."
+                raise RuntimeError(
+                    f"Dask's LocalCluster did not start: {problem} The likely cause: "
+                    "the script that calls pyldl.sweep(backend='dask') has no "
+                    "'if __name__ == \"__main__\":' guard, so every worker process, which imports "
+                    "the script again, runs it too: put the sweep under that guard"
+                ) from problem
             client = owned.enter_context(distributed.Client(cluster))
         elif isinstance(client, str):
             client = owned.enter_context(distributed.Client(client))

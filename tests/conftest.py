@@ -4,6 +4,7 @@
 # ruff: noqa: NPY002
 
 import contextlib
+import os
 import re
 import warnings
 
@@ -11,10 +12,13 @@ import numba
 import numpy as np
 import pytest
 
-import pyldl
-import pyldl.reference
-from pyldl.kernels._numba import CACHE, OPTIONS
-from pyldl.workloads import seeded  # noqa: F401  (tests import it from here)
+# The tests expect float64 by default, in this process and in the subprocesses they start.
+os.environ.pop("PYLDL_DTYPE", None)
+
+import pyldl  # noqa: E402
+import pyldl.reference  # noqa: E402
+from pyldl.kernels._numba import CACHE, OPTIONS  # noqa: E402
+from pyldl.workloads import seeded  # noqa: E402, F401  (tests import it from here)
 
 # comparison -> dtype -> (rtol, atol)
 TOLERANCES = {
@@ -33,6 +37,13 @@ def assert_close(actual, expected, kind, dtype):
     assert actual.dtype == expected.dtype, f"dtype {actual.dtype} != {expected.dtype}"
     rtol, atol = TOLERANCES[kind][np.dtype(dtype).type]
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
+
+
+@pytest.fixture(autouse=True)
+def float64_by_default():
+    """A test that changes pyldl's default dtype leaves float64 behind for the next one."""
+    yield
+    pyldl.set_default_dtype(np.float64)
 
 
 @pytest.fixture

@@ -2,6 +2,10 @@
 mixed with built-in ones."""
 
 import importlib
+import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,7 +14,7 @@ from conftest import assert_close, seeded
 import pyldl
 import pyldl.reference as ref
 from pyldl.base import Activation, Loss, Module
-from pyldl.exceptions import DimensionMismatchError
+from pyldl.exceptions import DimensionMismatchError, DTypeError
 
 # ---------------------------------------------------------------- import paths (SPEC.md)
 
@@ -269,3 +273,119 @@ class _Double(Activation):
 
     def backward_delta(self, input, delta):
         return 2 * delta
+
+
+# ------------------------------------------------------ the default dtype (set_default_dtype)
+
+
+def test_the_default_dtype_is_float64_and_can_be_switched():
+    assert pyldl.get_default_dtype() == np.float64
+    for name in (np.float32, "float32", np.dtype(np.float32)):
+        pyldl.set_default_dtype(np.float64)
+        pyldl.set_default_dtype(name)
+        assert pyldl.get_default_dtype() == np.dtype(np.float32)
+    pyldl.set_default_dtype(np.float64)
+    assert pyldl.get_default_dtype() == np.dtype(np.float64)
+
+
+@pytest.mark.parametrize("bad", [np.float16, np.int64, np.complex128, "float16", "fp32", object], ids=str)
+def test_a_default_dtype_other_than_float32_or_float64_is_refused(bad):
+    pyldl.set_default_dtype(np.float32)
+    with pytest.raises(DTypeError, match="dtype must be float32 or float64, got"):
+        pyldl.set_default_dtype(bad)
+    assert pyldl.get_default_dtype() == np.float32  # unchanged
+
+
+def run_python(code, **env):
+    """Run ``code`` in a new Python process with ``env`` added to the environment."""
+    return subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_pyldl_dtype_of_the_environment_is_read_at_import():
+    code = "import pyldl; print(pyldl.get_default_dtype(), pyldl.Linear(2, 3).dtype)"
+    assert run_python(code, PYLDL_DTYPE="float32").stdout.split() == ["float32", "float32"]
+    assert run_python(code, PYLDL_DTYPE="").stdout.split() == ["float64", "float64"]
+    refused = run_python(code, PYLDL_DTYPE="float16")
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "pyldl.exceptions.DTypeError: PYLDL_DTYPE='float16' in the environment: "
+        "dtype must be float32 or float64, got float16"
+    )
+
+
+# A script written for float64 (PyLDL's way: no dtype anywhere), run unchanged.
+FLOAT64_SCRIPT = """
+import numpy as np
+from pyldl.activations import ReLU, Sigmoid, Tanh
+from pyldl.layers import AutoEncoder, Sequential
+from pyldl.losses import BCELoss, CrossEntropyLoss, MSELoss
+from pyldl.modules import Conv1D, Flatten, Linear, MaxPool1D
+from pyldl.optimizers import SGD, Optim
+from pyldl.utils import encode_one_hot, gen_arti
+
+np.random.seed(0)
+X, y = gen_arti(data_type=1, nbex=200, epsilon=0.1)
+y = (y + 1) / 2
+mlp = Sequential(Linear(2, 8), Tanh(), Linear(8, 1), Sigmoid())
+autoencoder = AutoEncoder(Sequential(Linear(2, 3), Tanh()), Sequential(Linear(3, 2), Sigmoid()))
+sequences = np.random.uniform(0, 1, (60, 12, 2))
+labels = encode_one_hot(np.random.randint(0, 3, 60))
+conv = Sequential(Conv1D(3, 2, 4, stride=1), ReLU(), MaxPool1D(2, 2), Flatten(), Linear(20, 3))
+trainings = [
+    SGD(mlp, MSELoss(), X, y, batch_size=50, gradient_step=1e-2, n_iter=5, progress=False),
+    SGD(autoencoder, BCELoss(), (X + 2) / 4, (X + 2) / 4, batch_size=50, n_iter=5, progress=False),
+    SGD(conv, CrossEntropyLoss(), sequences, labels, batch_size=16, gradient_step=0.01, n_iter=5,
+        progress=False),
+]
+optim = Optim(mlp, MSELoss(), gradient_step=1e-2)
+steps = [optim.step(X[:50], y[:50]) for _ in range(3)]
+values = [
+    MSELoss().forward(y, mlp(X)),
+    BCELoss().forward(y, mlp(X)),
+    CrossEntropyLoss().forward(labels, conv(sequences)),
+    MSELoss()(X, autoencoder(X)),
+]
+"""
+
+
+def test_an_unchanged_float64_script_runs_in_float32_under_pyldl_dtype():
+    report = """
+import json
+
+namespace = {"__name__": "__main__"}
+exec(compile(SCRIPT, "float64_script.py", "exec"), namespace)
+
+def layers(module):
+    for name in ("_modules", "_encoder", "_decoder"):
+        inner = getattr(module, name, None)
+        for part in inner if isinstance(inner, list) else [inner] if inner is not None else []:
+            yield from layers(part)
+    if module._parameters is not None:
+        yield module
+
+networks = [namespace[name] for name in ("mlp", "autoencoder", "conv")]
+print(json.dumps({
+    "parameters": [str(a.dtype) for net in networks for m in layers(net) for a in (m._parameters, m._bias)],
+    "layers": sum(1 for net in networks for _ in layers(net)),
+    "outputs": [str(namespace[net](namespace[x]).dtype) for net, x in (("mlp", "X"), ("conv", "sequences"))],
+    "values": [type(v).__name__ for v in namespace["values"] + namespace["steps"]],
+    "trainings": [sorted({type(v).__name__ for v in losses}) for losses in namespace["trainings"]],
+    "lengths": [len(losses) for losses in namespace["trainings"]],
+}))
+"""
+    code = f"SCRIPT = {FLOAT64_SCRIPT!r}\n" + report
+    runs = {}
+    for name in ("float32", ""):
+        done = run_python(code, PYLDL_DTYPE=name)
+        assert done.returncode == 0, done.stderr
+        runs[name or "float64"] = json.loads(done.stdout)
+    got = runs["float32"]
+    assert got["layers"] == 8  # 2 + 2 + 2 Linear, 1 Conv1D + 1 Linear
+    assert got["parameters"] == ["float32"] * 16
+    assert got["outputs"] == ["float32", "float32"]
+    assert got["values"] == ["float32"] * 7  # each Loss.forward and Optim.step value
+    assert got["trainings"] == [["float"]] * 3 and got["lengths"] == [5, 5, 5]  # SGD: Python floats
+    assert runs["float64"]["parameters"] == ["float64"] * 16
+    assert runs["float64"]["values"] == ["float64"] * 7

@@ -34,3 +34,19 @@ def test_demo_without_scikit_learn(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # import fails
     with pytest.raises(SystemExit, match=r"pip install 'pyldl\[demo\]'"):
         main(["--epochs", "1"])
+
+
+def test_demo_saves_a_picture(few_digits, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "demo.png"
+    with seeded(0):
+        main(["--epochs", "2", "--batch-size", "16", "--no-progress", "--plot", str(path)])
+    assert capsys.readouterr().out.splitlines()[-1] == f"picture               {path}"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000
+
+
+def test_demo_plot_without_matplotlib(few_digits, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails
+    with pytest.raises(SystemExit, match=r"--plot needs matplotlib: pip install 'pyldl\[plot\]'"):
+        main(["--epochs", "1", "--plot", str(tmp_path / "demo.png")])
+    assert not (tmp_path / "demo.png").exists()

@@ -4,6 +4,7 @@ initialisation, dtypes and parameters assigned by the user."""
 # PyLDL draws from NumPy's global RNG, so these tests do too.
 # ruff: noqa: NPY002
 
+import functools
 import os
 import subprocess
 import sys
@@ -278,6 +279,31 @@ def test_linear_float32_weights_are_float64_weights_cast(namespace):
     double = make_linear(namespace.Linear, 6, 4, np.float64, seed=11)
     np.testing.assert_array_equal(single._parameters, double._parameters.astype(np.float32))
     np.testing.assert_array_equal(single._bias, double._bias.astype(np.float32))
+
+
+LAYERS_WITH_WEIGHTS = {"Linear": (6, 4), "Conv1D": (3, 2, 4)}
+
+
+@pytest.mark.parametrize(("name", "sizes"), LAYERS_WITH_WEIGHTS.items(), ids=list(LAYERS_WITH_WEIGHTS))
+def test_the_default_dtype_makes_the_weights_of_a_float32_layer(name, sizes):
+    with seeded(11):
+        double = getattr(pyldl, name)(*sizes)
+    pyldl.set_default_dtype(np.float32)
+    layers = []
+    for make in (getattr(pyldl, name), functools.partial(getattr(pyldl, name), dtype=np.float32)):
+        with seeded(11):
+            layers.append(make(*sizes))
+    with seeded(11):
+        yardstick = getattr(ref, name)(*sizes)  # the reference keeps float64
+    for layer in layers:
+        assert layer.dtype == np.float32 and layer._gradient.dtype == np.float32
+        np.testing.assert_array_equal(layer._parameters, double._parameters.astype(np.float32))
+        np.testing.assert_array_equal(layer._bias, double._bias.astype(np.float32))
+    assert double.dtype == np.float64 and yardstick.dtype == np.float64
+    np.testing.assert_array_equal(yardstick._parameters, double._parameters)
+    assert getattr(pyldl, name)(*sizes, dtype=np.float64).dtype == np.float64  # dtype= wins
+    pyldl.set_default_dtype(np.float64)
+    assert getattr(pyldl, name)(*sizes, dtype=np.float32).dtype == np.float32
 
 
 @pytest.mark.parametrize(

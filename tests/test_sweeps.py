@@ -12,7 +12,9 @@ import functools
 import json
 import os
 import signal
+import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -292,6 +294,13 @@ def test_results_as_a_dataframe_and_a_plot():
     plt.close("all")
 
 
+def test_the_progress_bar_is_named_from_its_first_line(capsys):
+    pyldl.sweep(configs(1)[:2], workers=1)
+    lines = [line.strip() for line in capsys.readouterr().err.replace("\r", "\n").splitlines()]
+    lines = [line for line in lines if line]
+    assert lines and all(line.startswith("sweep:") for line in lines), lines
+
+
 def test_missing_extras_are_named(monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(ImportError, match=r"pip install 'pyldl\[sweep\]'"):
@@ -347,3 +356,31 @@ def test_a_dask_worker_killed_mid_sweep_loses_nothing(tmp_path):
     for result in results:
         result["network"] = "mlp"
     assert_same_as_alone(results, [{**c, "network": mlp} for c in cs])
+
+
+@pytest.mark.slow
+def test_a_dask_script_without_a_main_guard_is_told_so(tmp_path):
+    """Dask's worker processes import the script again; without the guard each one starts a
+    sweep of its own and LocalCluster fails with "Nanny failed to start"."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import numpy as np
+            import pyldl
+
+            X = np.random.RandomState(0).uniform(-1, 1, (32, 3))
+            base = {"network": lambda: pyldl.Sequential(pyldl.Linear(3, 1)), "loss": pyldl.MSELoss(),
+                    "X": X, "y": X[:, :1], "batch_size": 8, "gradient_step": 0.1, "n_iter": 2}
+            pyldl.sweep(pyldl.grid(base, seed=[0, 1]), backend="dask", workers=1, progress=False)
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("RuntimeError: Dask's LocalCluster did not start: Nanny failed to start."), last
+    assert "'if __name__ == \"__main__\":' guard" in last
+    assert "The above exception was the direct cause" in done.stderr  # the original is chained

@@ -65,12 +65,18 @@ class Weighted(Module):
 
     def __init__(self, shape, fan_in, bias, dtype):
         super().__init__()
-        self._dtype = check_dtype(dtype)
+        self._dtype = check_dtype(self._default_dtype() if dtype is None else dtype)
         bound = 1.0 / np.sqrt(fan_in)
         self._parameters = np.random.uniform(-bound, bound, size=shape).astype(self._dtype)
         if bias:
             self._bias = np.random.uniform(-bound, bound, size=(1, shape[-1])).astype(self._dtype)
         self.zero_grad()
+
+    @staticmethod
+    def _default_dtype():
+        """The dtype without ``dtype=``: float64 here, the yardstick; pyldl's layers follow
+        :func:`pyldl.set_default_dtype`."""
+        return np.dtype(np.float64)
 
     @property
     def dtype(self):
@@ -167,8 +173,9 @@ class Linear(Weighted):
         in_features: size of each input row.
         out_features: size of each output row.
         bias: learn an additive bias.
-        dtype: float64 (default) or float32; the weights are drawn in float64 and cast, so
-            a seed gives the same network in both.
+        dtype: float64 or float32; None (default): float64, or in pyldl (not its reference)
+            ``pyldl.get_default_dtype()``. The weights are drawn in float64 and cast, so a seed
+            gives the same network in both.
 
     Shape:
         X: (N, in_features) -> Y: (N, out_features), in the layer's dtype (inputs of any
@@ -182,7 +189,7 @@ class Linear(Weighted):
 
     _AXES = ("in_features", "out_features")
 
-    def __init__(self, in_features, out_features, bias=True, dtype=np.float64):
+    def __init__(self, in_features, out_features, bias=True, dtype=None):
         super().__init__((in_features, out_features), in_features, bias, dtype)
 
     def __repr__(self):
@@ -251,7 +258,7 @@ class Conv1D(Weighted):
         chan_in, chan_out: channels of the input and of the output.
         stride: step between windows.
         bias: learn an additive bias per output channel.
-        dtype: float64 (default) or float32; drawn in float64 and cast, as Linear.
+        dtype: float64 or float32; None (default) as Linear; drawn in float64 and cast.
 
     Shape:
         X: (N, L, chan_in), L >= k_size -> Y: (N, d_out, chan_out), ``d_out = (L - k_size)
@@ -266,7 +273,7 @@ class Conv1D(Weighted):
 
     _AXES = ("k_size", "chan_in", "chan_out")
 
-    def __init__(self, k_size, chan_in, chan_out, stride=1, bias=True, dtype=np.float64):
+    def __init__(self, k_size, chan_in, chan_out, stride=1, bias=True, dtype=None):
         k_size, chan_in = positive_int(k_size, "k_size"), positive_int(chan_in, "chan_in")
         chan_out = positive_int(chan_out, "chan_out")
         self._stride = positive_int(stride, "stride")

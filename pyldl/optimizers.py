@@ -34,12 +34,6 @@ from .reference.modules import SEQUENCE
 __all__ = ["SGD", "Optim", "Trainer"]
 
 _CONTAINERS = (Sequential, AutoEncoder)
-_ACTIVATIONS = {
-    Tanh: kernels.TANH,
-    Sigmoid: kernels.SIGMOID,
-    ReLU: kernels.RELU,
-    Softmax: kernels.SOFTMAX,
-}
 _LOSSES = {MSELoss: kernels.MSE, BCELoss: kernels.BCE, CrossEntropyLoss: kernels.CROSS_ENTROPY}
 
 
@@ -156,7 +150,90 @@ def _one_hot_hint(loss, y):
     return ""
 
 
+# ---------------------------------------------------------------- how each layer kind fuses
+#
+# One registration per built-in layer kind: ``fuse(layer, shape)`` returns the fields of its
+# step in the plan (kernels.STEP; None: no step), its output shape and its parameter arrays,
+# for an input of ``shape``: (features,) for rows, (length, channels) for sequences. TypeError
+# where the layer cannot be fused on such an input, DimensionMismatchError where it does not fit.
+
+
+def _rows_only(layer, shape):
+    if len(shape) != 1:
+        raise TypeError(f"{layer!r} gets sequences: it cannot be fused")
+
+
+def _parameters(W, b):
+    """The fields of weights ``W`` (2-D, C-contiguous) and bias ``b`` (or None), and the arrays."""
+    fields = {"weights": W.ctypes.data, "w_rows": W.shape[0], "w_cols": W.shape[1]}
+    fields["bias"] = 0 if b is None else b.ctypes.data
+    return fields, [W] if b is None else [W, b]
+
+
+def _fuse_linear(layer, shape):
+    _rows_only(layer, shape)
+    W, b = layer._weights()
+    if W.shape[0] != shape[0]:
+        message = f"{layer!r} gets inputs of {shape[0]} features"
+        raise DimensionMismatchError(f"(_, {W.shape[0]})", ("_", shape[0]), message)
+    fields, arrays = _parameters(W, b)
+    return {"kind": kernels.LINEAR, "width": W.shape[1], **fields}, (W.shape[1],), arrays
+
+
+def _windows(layer, shape, k_size):
+    """A Conv1D's or MaxPool1D's window fields for sequences of ``shape``; the output length."""
+    if len(shape) != 2:
+        raise TypeError(f"{layer!r} gets rows, not sequences: it cannot be fused")
+    length, channels = shape
+    if length < k_size:
+        message = f"{layer!r} gets sequences of length {length}, shorter than its kernel ({k_size})"
+        raise DimensionMismatchError(f"(_, >= {k_size}, _)", ("_", length, channels), message)
+    fields = {"k_size": k_size, "stride": layer._stride, "length": length, "channels": channels}
+    return fields, (length - k_size) // layer._stride + 1
+
+
+def _fuse_conv1d(layer, shape):
+    W, b = layer._weights()
+    k_size, chan_in, chan_out = W.shape
+    fields, positions = _windows(layer, shape, k_size)
+    if chan_in != shape[1]:
+        message = f"{layer!r} gets sequences of {shape[1]} channels"
+        raise DimensionMismatchError(f"(_, _, {chan_in})", ("_", *shape), message)
+    parameters, arrays = _parameters(W.reshape(k_size * chan_in, chan_out), b)
+    step = {"kind": kernels.CONV1D, "width": positions * chan_out, **fields, **parameters}
+    return step, (positions, chan_out), arrays
+
+
+def _fuse_maxpool1d(layer, shape):
+    fields, positions = _windows(layer, shape, layer._k_size)
+    return {"kind": kernels.MAXPOOL1D, "width": positions * shape[1], **fields}, (positions, shape[1]), []
+
+
+def _fuse_flatten(layer, shape):
+    return None, (math.prod(shape),), []  # a (batch, length, channels) block is already rows
+
+
+def _fuse_activation(code, rows_only=False):
+    def fuse(layer, shape):
+        if rows_only:
+            _rows_only(layer, shape)
+        return {"kind": kernels.ACTIVATION, "act": code, "width": math.prod(shape)}, shape, []
+
+    return fuse
+
+
+_FUSIONS = {
+    Linear: _fuse_linear,
+    Conv1D: _fuse_conv1d,
+    MaxPool1D: _fuse_maxpool1d,
+    Flatten: _fuse_flatten,
+    Tanh: _fuse_activation(kernels.TANH),
+    Sigmoid: _fuse_activation(kernels.SIGMOID),
+    ReLU: _fuse_activation(kernels.RELU),
+    Softmax: _fuse_activation(kernels.SOFTMAX, rows_only=True),  # on the rows' last axis
+}
 _WEIGHTED = (Linear, Conv1D)
+_SEQUENCE_LENGTH = 2**20  # the length the plan is first folded for, before data is seen
 
 
 def _layers(module, path=()):
@@ -165,51 +242,27 @@ def _layers(module, path=()):
     if type(module) in _CONTAINERS:
         for inner in module._modules:
             yield from _layers(inner, path)
-    elif type(module) in (*_WEIGHTED, MaxPool1D, Flatten) or type(module) in _ACTIVATIONS:
+    elif type(module) in _FUSIONS:
         yield module
     else:
+        names = ", ".join(c.__name__ for c in (*_FUSIONS, *_CONTAINERS))
         raise TypeError(
-            f"{' > '.join(path)} is not a built-in module (Linear, Conv1D, MaxPool1D, Flatten, Tanh, "
-            "Sigmoid, Softmax, ReLU, Sequential, AutoEncoder; subclasses count as user modules): "
-            "it cannot be fused"
+            f"{' > '.join(path)} is not a built-in module ({names}; subclasses count as user "
+            "modules): it cannot be fused"
         )
-
-
-def _takes_sequences(layers):
-    """Whether the network's input is a sequence (its first layer other than an activation is a
-    Conv1D, MaxPool1D or Flatten); TypeError where a layer gets what it cannot take (a Linear or
-    Softmax a sequence, a Conv1D or MaxPool1D rows) or the output is a sequence, which the
-    module-by-module path then reports."""
-    first = _first_layer(layers)
-    sequences = is_sequence = type(first) in (Conv1D, MaxPool1D, Flatten)
-    for layer in layers:
-        if type(layer) in (Conv1D, MaxPool1D) and not is_sequence:
-            raise TypeError(f"{layer!r} gets rows, not sequences: it cannot be fused")
-        if type(layer) in (Linear, Softmax) and is_sequence:
-            raise TypeError(f"{layer!r} gets sequences: it cannot be fused")
-        is_sequence = is_sequence and type(layer) is not Flatten
-    if is_sequence:
-        raise TypeError("the network's output is a sequence: it cannot be fused")
-    return sequences
-
-
-def _bind_arrays(row, W, b):
-    """Put the addresses and shape of a step's weights ``W`` (2-D) and bias ``b`` (or None) in
-    its plan ``row``; the arrays, for the plan to keep (alive, and for snapshots)."""
-    row[kernels.WEIGHTS], (row[kernels.W_ROWS], row[kernels.W_COLS]) = W.ctypes.data, W.shape
-    row[kernels.BIAS] = 0 if b is None else b.ctypes.data
-    return [W] if b is None else [W, b]
 
 
 class _Plan:
     """A network of built-in modules and its loss, laid out for ``kernels.sgd_epoch``.
 
-    The table holds the addresses of the Linear and Conv1D layers' own ``_parameters`` /
-    ``_bias`` arrays (a Conv1D's weights as a 2-D view), so the kernel updates them in place.
-    Before every call they are checked against the layers' current attributes; a reassigned
-    array is converted (``_weights``) and the plan is rebuilt around it. A network that takes
-    sequences is laid out for the (length, channels) of its data, once ``check_data`` has seen
-    them.
+    The layers are folded through their kinds' registrations (``_FUSIONS``) into steps; an
+    activation after a step that has none is applied to that step's result. The steps hold the
+    addresses of the Linear and Conv1D layers' own ``_parameters`` / ``_bias`` arrays (a
+    Conv1D's weights as a 2-D view), so the kernel updates them in place. Before every call
+    they are checked against the layers' current attributes; a reassigned array is converted
+    (``_weights``) and the plan is rebuilt around it. The plan is laid out for the shape of the
+    data's rows (a sequence's length and channels), once ``check_data`` has seen them, and the
+    work buffer for the largest batch.
     """
 
     def __init__(self, network, loss):
@@ -227,102 +280,80 @@ class _Plan:
         if len(dtypes) > 1:
             names = sorted(d.name for d in dtypes)
             raise TypeError(f"the Linear and Conv1D layers mix dtypes {names}: they cannot be fused")
-        self.sequences = _takes_sequences(self._layers)
         self.dtype = dtypes.pop()
         self.eps = bce_epsilon(self.dtype)
+        first = _first_layer(self._layers)
+        self.sequences = type(first) in (Conv1D, MaxPool1D, Flatten)
+        if self.sequences:
+            channels = first._weights()[0].shape[1] if type(first) is Conv1D else None
+            self._input = (None, channels)  # (length, channels) of the rows it takes; None: any
+        else:
+            self._input = (first._weights()[0].shape[0],)
         self._work, self._no_snapshot = np.empty(0, self.dtype), np.empty(0, self.dtype)
-        self._saved = None
-        self._shape = None  # (length, channels) of the sequences the table is laid out for
-        if not self.sequences:
-            self._bind()
+        self._saved, self._shape, self._rows = None, None, 0
+        probe = (_SEQUENCE_LENGTH, channels or 1) if self.sequences else self._input
+        try:
+            self._bind(probe)  # TypeError here: what cannot be fused, before any data
+        except DimensionMismatchError:
+            pass  # a layer that does not fit: check_data names it, on the data
+        self._shape = None
 
-    def _bind(self, shape=None):
-        """(Re)build the table and the parameter list from the layers' current arrays, for
-        input rows of ``shape`` = (length, channels) sequences (None: a network of rows).
+    def _bind(self, shape):
+        """(Re)build the steps from the layers' current arrays for rows of ``shape``.
         DimensionMismatchError, before anything changes, where a layer does not fit."""
         bound = [(m, *m._weights()) for m in self._weighted]
-        if shape is None:
-            width, length, channels = bound[0][1].shape[0], 0, 0
-        else:
-            (length, channels), width = shape, shape[0] * shape[1]
-        in_width = width
-        table = [[0] * kernels.PLAN_COLUMNS]
-        arrays, column, widest, cols, scratch, positions_max, largest = [], 0, width, 0, 0, 0, 0
-        weights = iter(bound)
+        steps, arrays, out = [], [], shape
         for layer in self._layers:
-            row = [0] * kernels.PLAN_COLUMNS
-            kind = type(layer)
-            if kind is Flatten:
-                length = channels = 0
+            step, out, layer_arrays = _FUSIONS[type(layer)](layer, out)
+            arrays += layer_arrays
+            if step is None:
                 continue
-            if kind in _ACTIVATIONS:
-                last = table[-1]
-                if (
-                    len(table) > 1
-                    and last[kernels.KIND] in (kernels.LINEAR, kernels.CONV1D)
-                    and not last[kernels.ACT]
-                ):
-                    last[kernels.ACT] = _ACTIVATIONS[kind]  # applied to the product
-                    continue
-                row[kernels.ACT] = _ACTIVATIONS[kind]
-            elif kind is Linear:
-                _, W, b = next(weights)
-                if W.shape[0] != width:
-                    raise DimensionMismatchError(
-                        f"(_, {W.shape[0]})", ("_", width), f"{layer!r} gets inputs of {width} features"
-                    )
-                width, largest = W.shape[1], max(largest, W.size)
-                row[kernels.KIND] = kernels.LINEAR
-                arrays += _bind_arrays(row, W, b)
+            last = steps[-1] if steps else None
+            if (
+                step["kind"] == kernels.ACTIVATION
+                and last
+                and last["kind"] != kernels.ACTIVATION
+                and not last.get("act")
+            ):
+                last["act"] = step["act"]  # applied to the step's result
             else:
-                if kind is MaxPool1D:
-                    k_size, W = layer._k_size, None
-                    row[kernels.KIND] = kernels.MAXPOOL1D
-                else:
-                    _, W, b = next(weights)
-                    k_size = W.shape[0]
-                    if W.shape[1] != channels:
-                        raise DimensionMismatchError(
-                            f"(_, _, {W.shape[1]})",
-                            ("_", length, channels),
-                            f"{layer!r} gets sequences of {channels} channels",
-                        )
-                if length < k_size:
-                    raise DimensionMismatchError(
-                        f"(_, >= {k_size}, _)",
-                        ("_", length, channels),
-                        f"{layer!r} gets sequences of length {length}, shorter than its kernel ({k_size})",
-                    )
-                row[kernels.K_SIZE], row[kernels.STRIDE] = k_size, layer._stride
-                row[kernels.LENGTH], row[kernels.CHANNELS] = length, channels
-                length = (length - k_size) // layer._stride + 1
-                positions_max = max(positions_max, length)
-                if W is not None:
-                    windows = length * k_size * channels
-                    row[kernels.KIND], row[kernels.COLS] = kernels.CONV1D, cols
-                    cols, scratch = cols + windows, max(scratch, windows)
-                    largest = max(largest, windows * W.shape[2])
-                    channels = W.shape[2]
-                    arrays += _bind_arrays(row, W.reshape(k_size * W.shape[1], channels), b)
-                width = length * channels
-            row[kernels.WIDTH], row[kernels.COLUMN] = width, column
-            table.append(row)
-            column += width
-            widest = max(widest, width)
-        header = table[0]
-        header[kernels.WEIGHTS] = next(
-            i for i, row in enumerate(table) if row[kernels.KIND] in (kernels.LINEAR, kernels.CONV1D)
-        )
-        header[kernels.WIDTH], header[kernels.COLUMN] = widest, column
-        header[kernels.COLS], header[kernels.K_SIZE], header[kernels.LENGTH] = cols, scratch, positions_max
-        self._bound, self._shape, self.in_width, self.out_width = bound, shape, in_width, width
-        self._largest = largest  # multiply-adds per row of the largest product
-        self._table = np.array(table, dtype=np.int64)
-        steps = self._table[1:, kernels.KIND]
-        sequence_steps = np.isin(steps, (kernels.CONV1D, kernels.MAXPOOL1D)).any()
-        self._epoch = kernels.sgd_epoch_sequences if sequence_steps else kernels.sgd_epoch
+                steps.append(step)
+        if len(out) != 1:
+            raise TypeError("the network's output is a sequence: it cannot be fused")
+        plan = np.zeros(len(steps), kernels.STEP)
+        for row, step in zip(plan, steps, strict=True):
+            for name, value in step.items():
+                row[name] = value
+        self._plan, self._bound, self._shape = plan, bound, shape
+        self.in_width, self.out_width = math.prod(shape), out[0]
+        sizes = plan["w_rows"] * plan["w_cols"] * (plan["width"] // np.maximum(plan["w_cols"], 1))
+        self._largest = int(sizes.max())  # multiply-adds per row of the largest product
+        windows = np.isin(plan["kind"], (kernels.CONV1D, kernels.MAXPOOL1D)).any()
+        self._epoch = kernels.sgd_epoch_sequences if windows else kernels.sgd_epoch
         self._arrays, self._size = arrays, sum(a.size for a in arrays)  # also keeps the addresses valid
-        self._rows = 0  # the work buffer fits batches of up to this many rows
+        self._rows = 0  # the work buffer is laid out for batches of up to this many rows
+
+    def _lay_out(self, rows):
+        """Lay the work buffer out for batches of up to ``rows`` rows (the one place that
+        computes its offsets: the steps' ``out`` and ``cols``, kernels.LAYOUT) and make it so large."""
+        plan = self._plan
+        widths = plan["width"]
+        windows = np.where(plan["kind"] == kernels.CONV1D, widths // np.maximum(plan["w_cols"], 1), 0)
+        cols = windows * plan["w_rows"]  # a Conv1D's windows of its input, per sample
+        widest = max(self.in_width, int(widths.max()))
+        plan["out"] = rows * (np.cumsum(widths) - widths)
+        deltas = rows * int(widths.sum())
+        spare = deltas + rows * widest
+        ones = spare + rows * widest
+        cols_at = ones + rows * max(1, int(windows.max()))
+        plan["cols"] = cols_at + rows * (np.cumsum(cols) - cols)
+        scratch = cols_at + rows * int(cols.sum())
+        size = scratch + rows * int(cols.max())
+        first = int(np.argmax(plan["weights"] != 0))
+        self._layout = np.array([(first, deltas, spare, ones, scratch, size)], kernels.LAYOUT)
+        self._rows = rows
+        if self._work.size < size:
+            self._work = np.empty(size, self.dtype)
 
     def check_data(self, X, y, names=("X", "y")):
         """X as the kernel takes it, 2-D (sequences as rows of length * channels values);
@@ -331,19 +362,18 @@ class _Plan:
             if X.ndim != 3:
                 message = f"{names[0]} must be 3-D {SEQUENCE} for this network, got {X.ndim}-D"
                 raise DimensionMismatchError(SEQUENCE, X.shape, message)
-            first = next(m for m in self._layers if type(m) in (Conv1D, MaxPool1D, Flatten))
-            channels = np.shape(first._parameters)[1] if type(first) is Conv1D else X.shape[2]
-            if X.shape[2] != channels:
+            channels = self._input[1]
+            if channels is not None and X.shape[2] != channels:
                 message = f"{names[0]} has {X.shape[2]} channels, the network takes {channels}"
                 raise DimensionMismatchError(f"(_, _, {channels})", X.shape, message)
-            if self._shape != X.shape[1:]:
-                self._bind(X.shape[1:])
-            X = X.reshape(len(X), self.in_width)
         else:
             check_2d(X, names[0])
-            if X.shape[1] != self.in_width:
-                message = f"{names[0]} has {X.shape[1]} features, the network takes {self.in_width}"
-                raise DimensionMismatchError(f"(_, {self.in_width})", X.shape, message)
+            if X.shape[1] != self._input[0]:
+                message = f"{names[0]} has {X.shape[1]} features, the network takes {self._input[0]}"
+                raise DimensionMismatchError(f"(_, {self._input[0]})", X.shape, message)
+        if self._shape != X.shape[1:]:
+            self._bind(X.shape[1:])
+        X = X.reshape(len(X), self.in_width)
         if y.shape != (len(X), self.out_width):
             message = f"{names[1]} and the network's output must have the same shape"
             hint = _one_hot_hint(self._loss_module, y.reshape(len(y), -1)) if y.ndim in (1, 2) else ""
@@ -365,12 +395,11 @@ class _Plan:
             saved = self._saved
         rows = min(batch_size, len(X))
         if rows > self._rows:
-            size = kernels.work_size(self._table, rows)
-            if self._work.size < size:
-                self._work = np.empty(size, self.dtype)
-            self._rows = rows
+            self._lay_out(rows)
         with threads_for(rows * self._largest):
-            value = self._epoch(self._table, X, y, batch_size, lr, self.loss, self.eps, self._work, saved)
+            value = self._epoch(
+                self._plan, self._layout, X, y, batch_size, lr, self.loss, self.eps, self._work, saved
+            )
         return self.dtype.type(value)
 
     def restore(self):

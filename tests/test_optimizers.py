@@ -22,6 +22,7 @@ from pyldl.base import Activation, Loss, Module
 from pyldl.exceptions import DimensionMismatchError, DivergenceError
 from pyldl.kernels import _blas
 from pyldl.kernels import losses as loss_kernels
+from pyldl.kernels import modules as module_kernels
 from pyldl.kernels import optimizers as kernels
 from pyldl.optimizers import Trainer
 from pyldl.workloads import WORKLOADS
@@ -485,10 +486,10 @@ def test_float32_stays_float32():
         assert type(pyldl.Optim(network, pyldl.MSELoss(), fused=fused).step(X, y)) is np.float32
     if numba.config.DISABLE_JIT:
         return
-    float32_signatures = [s for s in kernels.sgd_epoch.signatures if s[7].dtype == numba.float32]  # work
+    float32_signatures = [s for s in kernels.sgd_epoch.signatures if s[8].dtype == numba.float32]  # work
     assert float32_signatures, "the fused epoch was not compiled for float32 parameters"
     for signature in float32_signatures:
-        arrays_and_scalars = [signature[i] for i in (1, 2, 4, 6, 7, 8)]  # X y lr eps work snapshot
+        arrays_and_scalars = [signature[i] for i in (2, 3, 5, 7, 8, 9)]  # X y lr eps work snapshot
         assert [getattr(t, "dtype", t) for t in arrays_and_scalars] == [numba.float32] * 6
 
 
@@ -587,13 +588,14 @@ def test_float32_fused_kernels_compute_in_float32(monkeypatch):
     Trainer(conv_net(pyldl, np.float32), pyldl.MSELoss(), X, y, 4, 0.1, fused=True).epoch()
     assert_float32_stays_float32(epoch, calls[0], TOTALS)
     f = np.float32
-    m, terms = np.full((4, 3), 0.5, f), np.empty(12, f)
-    assert_float32_stays_float32(
-        kernels._loss_backward, (kernels.BCE, m, m, f(1e-7), m.copy(), terms), TOTALS
-    )
-    assert_float32_stays_float32(loss_kernels.sum64, (terms,), ("fpext", "fadd"))
-    assert_float32_stays_float32(kernels._activation_backward, (m, m.copy(), kernels.SIGMOID))
-    assert_float32_stays_float32(kernels._outer, (m[:, 0].copy(), m[0].copy(), m.copy()))
+    m = np.full((4, 3), 0.5, f)
+    for loss in (kernels.MSE, kernels.BCE, kernels.CROSS_ENTROPY):
+        assert_float32_stays_float32(kernels._loss, (loss, m, m, f(1e-7), m.copy()), TOTALS)
+    assert_float32_stays_float32(loss_kernels.sum64, (m.ravel(),), ("fpext", "fadd"))
+    for act in (kernels.TANH, kernels.SIGMOID, kernels.RELU, kernels.SOFTMAX):
+        assert_float32_stays_float32(kernels._activation_backward, (act, m, m.copy()))
+    one_output = m[:, :1].copy()  # the delta below a Linear of one output: an outer product
+    assert_float32_stays_float32(module_kernels.linear_backward_delta, (one_output, m[:1].T.copy(), m.copy()))
 
 
 @pytest.mark.parametrize("path", PATHS)

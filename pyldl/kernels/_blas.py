@@ -81,6 +81,8 @@ def gemm(trans_a, trans_b, alpha, A, B, beta, C):
 
 @overload(gemm)
 def _gemm_blas(trans_a, trans_b, alpha, A, B, beta, C):
+    if not isinstance(C, types.Array):
+        return None  # an Optional C (a bias that may be None): Numba retries with the array
     blas = _DGEMM if C.dtype == types.float64 else _SGEMM
 
     def impl(trans_a, trans_b, alpha, A, B, beta, C):

@@ -51,6 +51,9 @@ def _k_compiled(x):
     return None if k is None else lambda x: k
 
 
+constants = _k  # for the other kernels: ``constants(x).one`` is 1 in the precision of x
+
+
 def _compiled_as(compiled):
     """Let Numba compile calls of the decorated Python function as the intrinsic ``compiled``."""
 

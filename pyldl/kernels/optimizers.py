@@ -1,31 +1,26 @@
 """Fused minibatch SGD: one call trains a whole epoch of a network flattened into a plan.
 
-The plan is an int64 table, one row per step (row 0 is a header). A step (``KIND``) is a
-Linear or a Conv1D, optionally followed by an activation (``ACT``), a MaxPool1D, or an
-activation alone. A step with parameters holds the addresses of the Module's own arrays
-(updated in place; the plan's owner keeps them alive): its weights at ``WEIGHTS``, seen as
-(``W_ROWS``, ``W_COLS``) (a Conv1D's as their (k_size * chan_in, chan_out) view), and its
-bias row (1, ``W_COLS``) at ``BIAS`` (0: none). Addresses instead of a typed list of arrays: the list's
-type costs about 0.6 s of compilation on a fresh install and 1.3 us of unboxing per call.
-Flatten is no step: a (batch, length, channels) block is already (batch, length * channels)
-in memory, and sequences travel as such rows; Conv1D and MaxPool1D steps keep their
-``K_SIZE``, ``STRIDE`` and the ``LENGTH`` and ``CHANNELS`` of their input.
+A plan is a structured array of steps (``STEP``, read by field name) and a one-record layout
+of the work buffer (``LAYOUT``), both built by :mod:`pyldl.optimizers` from each built-in layer
+kind's registration. A step is a Linear, a Conv1D or a MaxPool1D (``kind``), optionally
+followed by an activation (``act``), or an activation alone. A step with parameters holds the
+addresses of the Module's own arrays (updated in place; the plan's owner keeps them alive):
+its weights, seen as (``w_rows``, ``w_cols``) (a Conv1D's as their (k_size * chan_in, chan_out)
+view), and its bias row (1, ``w_cols``) (address 0: none). Addresses rather than a typed list
+of arrays: the list's type cost about 0.6 s of compilation on a fresh install and 1.3 us of
+unboxing per call. Flatten is no step: a (batch, length, channels) block is already (batch,
+length * channels) in memory, and sequences travel as such rows; Conv1D and MaxPool1D steps
+keep their ``k_size``, ``stride`` and the ``length`` and ``channels`` of their input.
 
-Step ``s`` writes its output to ``work`` at ``rows * COLUMN`` as a (batch, ``WIDTH``) block,
-``rows`` being the largest batch; two more blocks of the widest step hold the deltas (and
-the loss terms, and a product before its activation), a column of ones sums the bias
-gradient in gemm, a Conv1D keeps the windows of its input (im2col) at ``rows * COLS`` from
-forward to its weight update, and one more region holds the windows of a Conv1D's delta
-below (``work_size``). The header row keeps the widths' sum in ``COLUMN``, the widest step in
-``WIDTH``, the first step with parameters in ``WEIGHTS``, the windows' columns in ``COLS``,
-the most windows per sample (the ones column's length per row) in ``LENGTH`` and the widest
-delta windows per row in ``K_SIZE``.
+``work`` holds, at offsets the layout gives for the largest batch: each step's output block
+(batch, ``width``) at ``out``; two delta blocks of the widest step (``deltas``, ``spare``; the
+first also holds a product before its activation); a run of ones (``ones``: bias gradients
+as gemm); each Conv1D's windows of its input (im2col, at its ``cols``), kept from forward to
+the update; and the windows of a Conv1D's delta below (``scratch``).
 
-Backward passes use each activation's output (s (1 - s), 1 - t**2, [out > 0], the softmax
-Jacobian), never its input, so a Linear's product need not be kept.
-
-Compile time matters (the first epoch compiles the kernel): Numba re-optimises a callee's
-code inside each caller, so the epoch kernel calls only shallow helpers.
+The epoch calls one forward and one backward kernel per kind, the same ones the Module
+wrappers call (kernels.modules, .activations, .losses), and each activation's derivative
+from its output, which forward keeps.
 """
 
 import ctypes
@@ -35,29 +30,65 @@ import numpy as np
 from numba import types
 from numba.extending import intrinsic, overload
 
-from . import _math
-from ._blas import gemm
 from ._numba import OPTIONS, jit
-from .activations import relu_forward, sigmoid_forward, softmax_forward, tanh_forward
-from .losses import cross_entropy_backward, cross_entropy_forward, sum64
-from .modules import add_bias, conv1d_backward_delta, im2col, maxpool1d_backward_delta, maxpool1d_forward
+from .activations import (
+    relu_backward,
+    relu_forward,
+    sigmoid_backward,
+    sigmoid_forward,
+    softmax_forward,
+    softmax_jacobian,
+    tanh_backward,
+    tanh_forward,
+)
+from .losses import (
+    bce_backward,
+    bce_forward,
+    cross_entropy_backward,
+    cross_entropy_forward,
+    mse_backward,
+    mse_forward,
+)
+from .modules import (
+    conv1d_backward_delta,
+    conv1d_forward,
+    linear_backward_delta,
+    linear_forward,
+    maxpool1d_backward_delta,
+    maxpool1d_forward,
+    sgd_update,
+)
 
-# activations (the ACT column; NONE: a Linear alone)
+# activations (a step's ``act``; NONE: none)
 NONE, TANH, SIGMOID, RELU, SOFTMAX = 0, 1, 2, 3, 4
 # losses
 MSE, BCE, CROSS_ENTROPY = 0, 1, 2
-# step kinds (the KIND column)
+# step kinds
 ACTIVATION, LINEAR, CONV1D, MAXPOOL1D = 0, 1, 2, 3
-# plan columns (the header row's meaning: module docstring)
-KIND, ACT, WEIGHTS, BIAS, W_ROWS, W_COLS, WIDTH, COLUMN, K_SIZE, STRIDE, LENGTH, CHANNELS, COLS = range(13)
-PLAN_COLUMNS = 13
 
-
-def work_size(plan, rows):
-    """Elements of ``work`` that ``sgd_epoch`` needs for batches of up to ``rows`` rows."""
-    header = plan[0]
-    per_row = int(header[COLUMN]) + 2 * int(header[WIDTH]) + int(header[COLS]) + int(header[K_SIZE])
-    return rows * (per_row + max(1, int(header[LENGTH])))
+STEP = np.dtype(
+    [
+        (name, np.int64)
+        for name in (
+            "kind",
+            "act",
+            "weights",  # address of the weights (w_rows, w_cols); 0: none
+            "bias",  # address of the bias row (1, w_cols); 0: none
+            "w_rows",
+            "w_cols",
+            "width",  # output values per sample
+            "out",  # offset in work of the output block (batch, width)
+            "cols",  # a Conv1D's: offset of its windows (batch * positions, w_rows)
+            "k_size",
+            "stride",
+            "length",  # a Conv1D's or MaxPool1D's input: its length and channels
+            "channels",
+        )
+    ]
+)
+# the first step with parameters (the backward pass stops there), the offsets of the regions
+# of work (module docstring) and its size
+LAYOUT = np.dtype([(name, np.int64) for name in ("first", "deltas", "spare", "ones", "scratch", "size")])
 
 
 @intrinsic
@@ -82,256 +113,229 @@ overload(_pointer, jit_options=OPTIONS)(
 
 
 @jit
-def _weights(plan, s, like):
-    """Step ``s``'s weights (W_ROWS, W_COLS), of ``like``'s dtype."""
-    return numba.carray(_pointer(plan[s, WEIGHTS], like), (plan[s, W_ROWS], plan[s, W_COLS]))
+def _weights(step, like):
+    """The step's weights (w_rows, w_cols), of ``like``'s dtype."""
+    return numba.carray(_pointer(step["weights"], like), (step["w_rows"], step["w_cols"]))
 
 
 @jit
-def _bias(plan, s, like):
-    """Step ``s``'s bias row (1, W_COLS), of ``like``'s dtype."""
-    return numba.carray(_pointer(plan[s, BIAS], like), (1, plan[s, W_COLS]))
+def _bias(step, like):
+    """The step's bias row (1, w_cols) of ``like``'s dtype, or None."""
+    return numba.carray(_pointer(step["bias"], like), (1, step["w_cols"])) if step["bias"] else None
 
 
 @jit
-def _copy_into(flat, at, array):
-    """Copy ``array`` into ``flat`` from ``at``; the index after it."""
+def _block(work, at, rows, width):
+    """work[at:] as a (rows, width) block."""
+    return work[at : at + rows * width].reshape((rows, width))
+
+
+@jit
+def _copy_into(flat, array):
+    """Copy ``array`` to the start of ``flat``; return its size."""
     values = array.reshape(array.size)
     for i in range(values.size):
-        flat[at + i] = values[i]
-    return at + values.size
+        flat[i] = values[i]
+    return values.size
 
 
 @jit
-def _outer(a, b, out):
-    """out = a b^T, the product of a one-column matrix and a one-row one.  a (N,), b (M,).
-
-    The delta below a Linear of one output (a binary classifier's last layer): OpenBLAS is
-    2-8x slower on it (4000 x 1 x 8: 29 against 15 us; 256 x 1 x 2048: 1.8 against 0.2 ms).
-    """
-    for i in range(a.size):
-        value = a[i]
-        for j in range(b.size):
-            out[i, j] = value * b[j]
+def _snapshot(plan, work, snapshot):
+    """Every parameter array of the plan into ``snapshot``, flattened one after the other."""
+    at = 0
+    for s in range(plan.size):
+        step = plan[s]
+        if step["weights"]:
+            at += _copy_into(snapshot[at:], _weights(step, work))
+        bias = _bias(step, work)
+        if bias is not None:
+            at += _copy_into(snapshot[at:], bias)
 
 
 @jit
-def _activation_backward(out, delta, act):
-    """delta *= act'(.), in place, from the activation's output ``out`` (NONE: nothing).  (N, D)."""
+def _activation_forward(act, x, out):
+    """out = act(x) (NONE: nothing).  (N, D)."""
     if act == SOFTMAX:
-        for i in range(out.shape[0]):
-            inner = out.dtype.type(0)
-            for j in range(out.shape[1]):
-                inner += delta[i, j] * out[i, j]
-            for j in range(out.shape[1]):
-                delta[i, j] = out[i, j] * (delta[i, j] - inner)
+        softmax_forward(x, out)
+    elif act != NONE:
+        x1, out1 = x.reshape(x.size), out.reshape(out.size)
+        if act == TANH:
+            tanh_forward(x1, out1)
+        elif act == SIGMOID:
+            sigmoid_forward(x1, out1)
+        else:
+            relu_forward(x1, out1)
+
+
+@jit
+def _activation_backward(act, out, delta):
+    """delta = the delta below ``act`` from its output ``out``, in place (NONE: nothing).  (N, D)."""
+    if act == SOFTMAX:
+        softmax_jacobian(out, delta, delta)
         return
-    one, zero = out.dtype.type(1), out.dtype.type(0)
     o, d = out.reshape(out.size), delta.reshape(delta.size)
     if act == TANH:
         for i in range(o.size):
-            d[i] *= one - o[i] * o[i]
+            d[i] = tanh_backward(o[i], d[i])
     elif act == SIGMOID:
         for i in range(o.size):
-            d[i] *= o[i] * (one - o[i])
+            d[i] = sigmoid_backward(o[i], d[i])
     elif act == RELU:
         for i in range(o.size):
-            d[i] *= one if o[i] > zero else zero
+            d[i] = relu_backward(o[i], d[i])
 
 
 @jit
-def _loss_backward(loss, y, yhat, eps, delta, terms):
-    """The batch loss; delta = its gradient wrt yhat (PyLDL's scaling, as the Loss modules).
-
-    y, yhat, delta (N, D); terms (at least N * D) scratch for the loss of each element, summed
-    afterwards (a vectorised loop cannot also reduce in order).
-    """
-    rows, width = yhat.shape
-    t, p, d = y.reshape(y.size), yhat.reshape(yhat.size), delta.reshape(delta.size)
-    one, two = yhat.dtype.type(1), yhat.dtype.type(2)
+def _loss(loss, y, yhat, eps, delta):
+    """The batch loss, as the Loss module computes it; delta = its backward (PyLDL's scaling)."""
     if loss == MSE:
-        for i in range(t.size):
-            diff = p[i] - t[i]
-            terms[i] = diff * diff
-            d[i] = two * diff
-        return sum64(terms[: t.size]) / rows
-    if loss == CROSS_ENTROPY:  # yhat holds logits; the loss's own kernels
+        mse_backward(y, yhat, delta)
+        return mse_forward(y, yhat)
+    if loss == CROSS_ENTROPY:  # yhat holds logits
         cross_entropy_backward(y, yhat, delta)
         return cross_entropy_forward(y, yhat)
-    low, high = eps, one - eps
-    n = yhat.dtype.type(rows)
-    for i in range(t.size):
-        q = low if p[i] < low else p[i]  # clips that keep NaN
-        q = high if q > high else q
-        terms[i] = t[i] * _math.log(q) + (one - t[i]) * _math.log(one - q)
-        d[i] = (q - t[i]) / (q * (one - q) * n)
-    return -sum64(terms[: t.size]) / (rows * width)
+    bce_backward(y, yhat, eps, delta)
+    return bce_forward(y, yhat, eps)
+
+
+# One forward and one backward helper per step kind, on the kind's own kernels. Forward: z =
+# the step's result for its input x (before its activation). Backward: the step's update from
+# its input x and the delta at its output and, where ``below`` is not empty, the delta below
+# it, from the weights before the update.  x, z, delta, below (n, _).
 
 
 @jit
-def _window(plan, s):
-    """Step ``s``'s (k_size, stride, input length, channels): a Conv1D's or MaxPool1D's windows."""
-    return plan[s, K_SIZE], plan[s, STRIDE], plan[s, LENGTH], plan[s, CHANNELS]
+def _linear_forward(step, x, z, work):
+    linear_forward(x, _weights(step, work), _bias(step, work), z)
+
+
+@jit
+def _linear_backward(step, x, delta, below, lr, work, layout):
+    W = _weights(step, work)
+    if below.size:
+        linear_backward_delta(delta, W, below)
+    sgd_update(x, delta, lr, work[layout["ones"] : layout["scratch"]], W, _bias(step, work))
+
+
+@jit
+def _conv1d_forward(step, x, z, work):
+    n, positions = x.shape[0], step["width"] // step["w_cols"]
+    conv1d_forward(
+        x.reshape((n, step["length"], step["channels"])),
+        _weights(step, work).reshape((step["k_size"], step["channels"], step["w_cols"])),
+        _bias(step, work),
+        step["stride"],
+        _block(work, step["cols"], n * positions, step["w_rows"]),
+        z.reshape((n, positions, step["w_cols"])),
+    )
+
+
+@jit
+def _conv1d_backward(step, x, delta, below, lr, work, layout):
+    W = _weights(step, work)
+    n, positions = x.shape[0], step["width"] // step["w_cols"]
+    if below.size:
+        conv1d_backward_delta(
+            delta.reshape((n, positions, step["w_cols"])),
+            W.reshape((step["k_size"], step["channels"], step["w_cols"])),
+            step["stride"],
+            _block(work, layout["scratch"], n * positions, step["w_rows"]),
+            below.reshape((n, step["length"], step["channels"])),
+        )
+    cols = _block(work, step["cols"], n * positions, step["w_rows"])
+    rate = lr / work.dtype.type(n)  # PyLDL divides Conv1D's gradient by the batch's rows
+    ones = work[layout["ones"] : layout["scratch"]]
+    sgd_update(cols, delta.reshape((n * positions, step["w_cols"])), rate, ones, W, _bias(step, work))
+
+
+@jit
+def _maxpool1d_forward(step, x, z, work):
+    n = x.shape[0]
+    maxpool1d_forward(
+        x.reshape((n, step["length"], step["channels"])),
+        step["k_size"],
+        step["stride"],
+        z.reshape((n, step["width"] // step["channels"], step["channels"])),
+    )
+
+
+@jit
+def _maxpool1d_backward(step, x, delta, below, lr, work, layout):
+    n = x.shape[0]
+    maxpool1d_backward_delta(
+        x.reshape((n, step["length"], step["channels"])),
+        delta.reshape((n, step["width"] // step["channels"], step["channels"])),
+        step["k_size"],
+        step["stride"],
+        below.reshape((n, step["length"], step["channels"])),
+    )
 
 
 def _sgd_epoch(sequences):
     """The epoch kernel for plans with Conv1D / MaxPool1D steps (``sequences``) or without.
-    ``sequences`` is a compile-time constant: Numba prunes the other kind's branches before
+    ``sequences`` is a compile-time constant: Numba prunes the other kinds' branches before
     typing, so a network of Linear layers compiles none of the sequence kernels."""
 
     @jit
-    def sgd_epoch(plan, X, y, batch_size, lr, loss, eps, work, snapshot):
+    def sgd_epoch(plan, layout, X, y, batch_size, lr, loss, eps, work, snapshot):
         """One epoch of minibatch SGD over consecutive row slices of X, y (the last may be partial).
 
         Per batch: forward, loss, loss backward, then from the last step down to the first step
         with parameters: activation backward, the delta for the step below (from the weights
         before the update; none below the first step with parameters), then the update without
-        a gradient buffer: a Linear's ``W -= lr X_in^T delta`` and ``b -= lr ones^T delta``, a
-        Conv1D's ``W -= (lr / n) cols^T delta`` (its windows kept from forward, n the batch's
-        rows: PyLDL divides Conv1D's gradient by the batch) and its bias likewise, all by gemm.
-        X (N, I) (sequences as (N, length * channels) rows), y (N, O) and work (``work_size``) of
-        the parameters' dtype, lr and eps scalars of it (a loss code in ``loss``). Returns the
-        mean of the batch losses, each as the Loss module computes it. A non-empty ``snapshot``
-        first receives every parameter array, flattened one after the other (SGD's copy for its
-        divergence guard, without a NumPy call per array).
+        a gradient buffer: ``W -= lr X_in^T delta`` and ``b -= lr ones^T delta`` (a Conv1D's on
+        its windows, with lr / n: PyLDL divides Conv1D's gradient by the batch's n rows).
+        X (N, I) (sequences as (N, length * channels) rows), y (N, O) and work (``size``) of the
+        parameters' dtype, lr and eps scalars of it (a loss code in ``loss``). Returns the mean
+        of the batch losses, each as the Loss module computes it. A non-empty ``snapshot`` first
+        receives every parameter array (SGD's copy for its divergence guard).
         """
+        layout = layout[0]
         if snapshot.size:
-            at = 0
-            for s in range(1, plan.shape[0]):
-                if plan[s, WEIGHTS]:
-                    at = _copy_into(snapshot, at, _weights(plan, s, work))
-                if plan[s, BIAS]:
-                    at = _copy_into(snapshot, at, _bias(plan, s, work))
-        total_rows = X.shape[0]
-        rows = min(batch_size, total_rows)
-        last = plan.shape[0] - 1
-        first = plan[0, WEIGHTS]
-        widest = plan[0, WIDTH]
-        out_width = plan[last, WIDTH]
-        deltas_at = rows * plan[0, COLUMN]
-        ones_at = deltas_at + 2 * rows * widest
-        cols_at = ones_at + rows * max(1, plan[0, LENGTH])
-        scratch_at = cols_at + rows * plan[0, COLS]
-        work[ones_at:cols_at] = 1
-        one, zero = work.dtype.type(1), work.dtype.type(0)  # gemm's alpha and beta in the data's dtype
-        total = 0.0
-        batches = 0
+            _snapshot(plan, work, snapshot)
+        work[layout["ones"] : layout["scratch"]] = 1
+        last, total_rows = plan.size - 1, X.shape[0]
+        total, batches = 0.0, 0
         for start in range(0, total_rows, batch_size):
             n = min(batch_size, total_rows - start)
             x = X[start : start + n]
-            for s in range(1, last + 1):
-                kind, act = plan[s, KIND], plan[s, ACT]
-                at, width = rows * plan[s, COLUMN], plan[s, WIDTH]
-                out = work[at : at + n * width].reshape((n, width))
-                k_size, stride, length, channels = _window(plan, s)
-                if sequences and kind == MAXPOOL1D:
-                    positions = width // channels
-                    maxpool1d_forward(
-                        x.reshape((n, length, channels)),
-                        k_size,
-                        stride,
-                        out.reshape((n, positions, channels)),
-                    )
-                elif kind != ACTIVATION:
-                    # the product goes to the (still unused) delta block when an activation follows:
-                    # in place, the activation loops would fail their overlap check and not vectorise
-                    z = work[deltas_at : deltas_at + n * width].reshape((n, width)) if act != NONE else out
-                    W = _weights(plan, s, work)
-                    product = z
-                    if sequences and kind == CONV1D:
-                        positions = width // W.shape[1]
-                        cols_start = cols_at + rows * plan[s, COLS]
-                        cols = work[cols_start : cols_start + n * positions * W.shape[0]]
-                        cols = cols.reshape((n * positions, W.shape[0]))
-                        im2col(x.reshape((n, length, channels)), k_size, stride, cols)
-                        product = z.reshape((n * positions, W.shape[1]))
-                        gemm(False, False, one, cols, W, zero, product)
-                    else:
-                        gemm(False, False, one, x, W, zero, z)
-                    if plan[s, BIAS]:
-                        add_bias(product, _bias(plan, s, work))
+            for s in range(plan.size):
+                step = plan[s]
+                out = _block(work, step["out"], n, step["width"])
+                if step["kind"] != ACTIVATION:
+                    # the product goes to the (still unused) delta block when an activation
+                    # follows: in place, the activation loops would fail their overlap check
+                    # and not vectorise
+                    z = out if step["act"] == NONE else _block(work, layout["deltas"], n, step["width"])
+                    if step["kind"] == LINEAR:
+                        _linear_forward(step, x, z, work)
+                    elif sequences and step["kind"] == CONV1D:
+                        _conv1d_forward(step, x, z, work)
+                    elif sequences:
+                        _maxpool1d_forward(step, x, z, work)
                     x = z
-                if act == SOFTMAX:
-                    softmax_forward(x, out)
-                elif act != NONE:
-                    x1, out1 = x.reshape(x.size), out.reshape(out.size)
-                    if act == TANH:
-                        tanh_forward(x1, out1)
-                    elif act == SIGMOID:
-                        sigmoid_forward(x1, out1)
-                    else:
-                        relu_forward(x1, out1)
+                _activation_forward(step["act"], x, out)
                 x = out
-            delta_at, spare_at = deltas_at, deltas_at + rows * widest
-            delta = work[delta_at : delta_at + n * out_width].reshape((n, out_width))
-            total += _loss_backward(loss, y[start : start + n], x, eps, delta, work[spare_at:])
-            for s in range(last, first - 1, -1):
-                kind = plan[s, KIND]
-                at, width = rows * plan[s, COLUMN], plan[s, WIDTH]
-                _activation_backward(work[at : at + n * width].reshape((n, width)), delta, plan[s, ACT])
-                if kind == ACTIVATION:
+            delta = _block(work, layout["deltas"], n, plan[last]["width"])
+            total += _loss(loss, y[start : start + n], x, eps, delta)
+            delta_at, spare_at = layout["deltas"], layout["spare"]
+            for s in range(last, layout["first"] - 1, -1):
+                step = plan[s]
+                _activation_backward(step["act"], _block(work, step["out"], n, step["width"]), delta)
+                if step["kind"] == ACTIVATION:
                     continue
-                x = X[start : start + n]  # the step's input
-                if s > 1:
-                    at = rows * plan[s - 1, COLUMN]
-                    x = work[at : at + n * plan[s - 1, WIDTH]].reshape((n, plan[s - 1, WIDTH]))
-                below = work[spare_at : spare_at + x.size].reshape(x.shape)
-                k_size, stride, length, channels = _window(plan, s)
-                if sequences and kind == MAXPOOL1D:
-                    maxpool1d_backward_delta(
-                        x.reshape((n, length, channels)),
-                        delta.reshape((n, width // channels, channels)),
-                        k_size,
-                        stride,
-                        below.reshape((n, length, channels)),
-                    )
-                elif sequences and kind == CONV1D:
-                    W = _weights(plan, s, work)
-                    chan_out = W.shape[1]
-                    positions = width // chan_out
-                    windows = n * positions
-                    if s > first:
-                        scratch = work[scratch_at : scratch_at + windows * W.shape[0]].reshape(
-                            (windows, W.shape[0])
-                        )
-                        conv1d_backward_delta(
-                            delta.reshape((n, positions, chan_out)),
-                            W.reshape((k_size, channels, chan_out)),
-                            stride,
-                            scratch,
-                            below.reshape((n, length, channels)),
-                        )
-                    cols_start = cols_at + rows * plan[s, COLS]
-                    cols = work[cols_start : cols_start + windows * W.shape[0]].reshape((windows, W.shape[0]))
-                    rate = lr / W.dtype.type(n)
-                    gemm(True, False, -rate, cols, delta.reshape((windows, chan_out)), one, W)
-                    if plan[s, BIAS]:
-                        ones = work[ones_at : ones_at + windows].reshape((windows, 1))
-                        bias = _bias(plan, s, work)
-                        gemm(True, False, -rate, ones, delta.reshape((windows, chan_out)), one, bias)
-                else:
-                    W = _weights(plan, s, work)
-                    if s > first:
-                        if width == 1:
-                            _outer(delta.reshape(n), W.reshape(W.shape[0]), below)
-                        else:
-                            gemm(False, True, one, delta, W, zero, below)
-                    gemm(True, False, -lr, x, delta, one, W)
-                    if plan[s, BIAS]:
-                        bias = _bias(plan, s, work)
-                        if n == 1:  # a loop beats a gemm call here: 0.01 against 0.1-0.3 us
-                            for j in range(width):
-                                bias[0, j] -= lr * delta[0, j]
-                        else:
-                            gemm(
-                                True,
-                                False,
-                                -lr,
-                                work[ones_at : ones_at + n].reshape((n, 1)),
-                                delta,
-                                one,
-                                bias,
-                            )
+                x = (
+                    X[start : start + n]
+                    if s == 0
+                    else _block(work, plan[s - 1]["out"], n, plan[s - 1]["width"])
+                )
+                below = _block(work, spare_at, n if s > layout["first"] else 0, x.shape[1])
+                if step["kind"] == LINEAR:
+                    _linear_backward(step, x, delta, below, lr, work, layout)
+                elif sequences and step["kind"] == CONV1D:
+                    _conv1d_backward(step, x, delta, below, lr, work, layout)
+                elif sequences:
+                    _maxpool1d_backward(step, x, delta, below, lr, work, layout)
                 delta = below
                 delta_at, spare_at = spare_at, delta_at
             batches += 1

@@ -58,11 +58,19 @@ caching.CacheImpl._locator_classes[:0] = [
 ]
 
 
-def jit(func):
-    """Compile ``func`` with pyldl's Numba options, cached on disk where possible."""
+def jit(func=None, *, inline=False):
+    """Compile ``func`` with pyldl's Numba options, cached on disk where possible.
+
+    ``jit(inline=True)``: compiled code calling ``func`` takes its body in (Numba's
+    ``inline="always"``) instead of calling a function compiled on its own: for small helpers,
+    each of which would cost 50-100 ms of compilation on a fresh install.
+    """
+    if func is None:
+        return lambda func: jit(func, inline=inline)
+    options = {**OPTIONS, "inline": "always"} if inline else OPTIONS
     if CACHE:
         try:
-            return numba.njit(cache=True, **OPTIONS)(func)
+            return numba.njit(cache=True, **options)(func)
         except RuntimeError:  # "cannot cache function ...: no locator available"
             pass
-    return numba.njit(**OPTIONS)(func)
+    return numba.njit(**options)(func)

@@ -16,7 +16,7 @@ def tanh_forward(x, out):
         out[i] = _math.tanh(x[i])
 
 
-@jit
+@jit(inline=True)
 def tanh_backward(t, d):
     """The delta below Tanh from its output ``t`` and the delta ``d`` above: d (1 - t**2)."""
     return d * (_math.constants(t).one - t * t)
@@ -34,7 +34,7 @@ def sigmoid_forward(x, out):
         out[i] = _math.sigmoid(x[i])
 
 
-@jit
+@jit(inline=True)
 def sigmoid_backward(s, d):
     """The delta below Sigmoid from its output ``s`` and the delta ``d`` above: d s (1 - s)."""
     return d * s * (_math.constants(s).one - s)
@@ -53,7 +53,7 @@ def relu_forward(x, out):
         out[i] = zero if x[i] < zero else x[i]  # NaN stays NaN, as in np.maximum
 
 
-@jit
+@jit(inline=True)
 def relu_backward(r, d):
     """The delta below ReLU from its output ``r`` (positive where its input was) and ``d``."""
     k = _math.constants(r)

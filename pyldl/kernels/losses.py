@@ -11,7 +11,7 @@ from ._numba import jit
 from .activations import softmax_forward
 
 
-@jit
+@jit(inline=True)
 def clip(value, low, high):
     """``value`` limited to [low, high]; NaN stays NaN, as in np.clip."""
     value = low if value < low else value

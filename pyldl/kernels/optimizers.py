@@ -107,30 +107,30 @@ def _pointer(address, like):
     return ctypes.cast(int(address), ctypes.POINTER(np.ctypeslib.as_ctypes_type(like.dtype)))
 
 
-overload(_pointer, jit_options=OPTIONS)(
+overload(_pointer, jit_options=OPTIONS, inline="always")(
     lambda address, like: lambda address, like: _pointer_compiled(address, like)
 )
 
 
-@jit
+@jit(inline=True)
 def _weights(step, like):
     """The step's weights (w_rows, w_cols), of ``like``'s dtype."""
     return numba.carray(_pointer(step["weights"], like), (step["w_rows"], step["w_cols"]))
 
 
-@jit
+@jit(inline=True)
 def _bias(step, like):
     """The step's bias row (1, w_cols) of ``like``'s dtype, or None."""
     return numba.carray(_pointer(step["bias"], like), (1, step["w_cols"])) if step["bias"] else None
 
 
-@jit
+@jit(inline=True)
 def _block(work, at, rows, width):
     """work[at:] as a (rows, width) block."""
     return work[at : at + rows * width].reshape((rows, width))
 
 
-@jit
+@jit(inline=True)
 def _copy_into(flat, array):
     """Copy ``array`` to the start of ``flat``; return its size."""
     values = array.reshape(array.size)
@@ -139,7 +139,7 @@ def _copy_into(flat, array):
     return values.size
 
 
-@jit
+@jit(inline=True)
 def _snapshot(plan, work, snapshot):
     """Every parameter array of the plan into ``snapshot``, flattened one after the other."""
     at = 0
@@ -204,12 +204,12 @@ def _loss(loss, y, yhat, eps, delta):
 # it, from the weights before the update.  x, z, delta, below (n, _).
 
 
-@jit
+@jit(inline=True)
 def _linear_forward(step, x, z, work):
     linear_forward(x, _weights(step, work), _bias(step, work), z)
 
 
-@jit
+@jit(inline=True)
 def _linear_backward(step, x, delta, below, lr, work, layout):
     W = _weights(step, work)
     if below.size:
@@ -217,7 +217,7 @@ def _linear_backward(step, x, delta, below, lr, work, layout):
     sgd_update(x, delta, lr, work[layout["ones"] : layout["scratch"]], W, _bias(step, work))
 
 
-@jit
+@jit(inline=True)
 def _conv1d_forward(step, x, z, work):
     n, positions = x.shape[0], step["width"] // step["w_cols"]
     conv1d_forward(
@@ -230,7 +230,7 @@ def _conv1d_forward(step, x, z, work):
     )
 
 
-@jit
+@jit(inline=True)
 def _conv1d_backward(step, x, delta, below, lr, work, layout):
     W = _weights(step, work)
     n, positions = x.shape[0], step["width"] // step["w_cols"]
@@ -248,7 +248,7 @@ def _conv1d_backward(step, x, delta, below, lr, work, layout):
     sgd_update(cols, delta.reshape((n * positions, step["w_cols"])), rate, ones, W, _bias(step, work))
 
 
-@jit
+@jit(inline=True)
 def _maxpool1d_forward(step, x, z, work):
     n = x.shape[0]
     maxpool1d_forward(
@@ -259,7 +259,7 @@ def _maxpool1d_forward(step, x, z, work):
     )
 
 
-@jit
+@jit(inline=True)
 def _maxpool1d_backward(step, x, delta, below, lr, work, layout):
     n = x.shape[0]
     maxpool1d_backward_delta(

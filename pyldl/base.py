@@ -90,6 +90,18 @@ def check_same_rows(a, b, name_a, name_b):
         )
 
 
+def leaves(module, path=()):
+    """``(path, leaf)`` for every leaf module of ``module`` in forward order: a module with a
+    ``_modules`` list (Sequential, AutoEncoder, a user's container) is walked, ``path`` holds
+    the containers above the leaf, outermost first. The one walk over a network's tree."""
+    inner = getattr(module, "_modules", None)
+    if inner is None:
+        yield path, module
+        return
+    for child in inner:
+        yield from leaves(child, (*path, module))
+
+
 class Module(ABC):
     """A layer: forward, backward passes, and parameters updated by gradient descent.
 

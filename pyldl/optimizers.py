@@ -17,7 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .activations import ReLU, Sigmoid, Softmax, Tanh
-from .base import Activation, Module, as_float_array, check_2d, check_same_rows
+from .base import Activation, Module, as_float_array, check_2d, check_same_rows, leaves
 from .checkpoints import save
 from .exceptions import DimensionMismatchError, DivergenceError
 from .kernels import optimizers as kernels
@@ -37,18 +37,9 @@ _CONTAINERS = (Sequential, AutoEncoder)
 _LOSSES = {MSELoss: kernels.MSE, BCELoss: kernels.BCE, CrossEntropyLoss: kernels.CROSS_ENTROPY}
 
 
-def _modules(network):
-    """Every module of the network, containers included, depth first."""
-    stack = [network]
-    while stack:
-        module = stack.pop()
-        yield module
-        stack.extend(reversed(getattr(module, "_modules", ())))
-
-
 def _arrays(network):
     """Every parameter array of the network (``_parameters`` and ``_bias`` of each module)."""
-    for module in _modules(network):
+    for _, module in leaves(network):
         for name in ("_parameters", "_bias"):
             value = getattr(module, name, None)
             if isinstance(value, np.ndarray):
@@ -58,15 +49,15 @@ def _arrays(network):
 def _normalize_weights(network):
     """Convert user-assigned weights of every Linear and Conv1D once (``_weights`` stores them
     back), so that the arrays seen before training are the ones training updates."""
-    for module in _modules(network):
+    for _, module in leaves(network):
         if isinstance(module, reference_modules.Weighted):
             module._weights()
 
 
-def _first_layer(layers):
-    """The first of ``layers`` (leaf modules in forward order) that is not an activation: the
-    one that decides whether the network takes rows or sequences."""
-    return next((m for m in layers if not isinstance(m, Activation)), None)
+def _first_layer(network):
+    """The network's first leaf module that is not an activation: the one that decides whether
+    it takes rows or sequences."""
+    return next((m for _, m in leaves(network) if not isinstance(m, Activation)), None)
 
 
 _SEQUENCE_MODULES = (reference_modules.Conv1D, reference_modules.MaxPool1D, reference_modules.Flatten)
@@ -78,31 +69,48 @@ def _dtype(network):
     return first.dtype if first is not None and first.dtype.kind == "f" else np.dtype(np.float64)
 
 
-def _check_training_args(network, X, y, batch_size, gradient_step, n_iter, dtype=None):
-    if not isinstance(network, Module):
-        raise TypeError(f"network must be a pyldl Module, got {type(network).__name__}")
-    dtype = _dtype(network) if dtype is None else dtype
-    X = as_float_array(X, "X", dtype)
-    y = as_float_array(y, "y", dtype)
+def _check_data(network, plan, loss, X, y, check_finite=True, names=("X", "y")):
+    """X and y as training takes them, or an error naming the problem before anything runs
+    (SGD, Trainer and Optim.step: the one place that checks data).
+
+    Both are converted to the network's dtype (ints and bools too), a 1-D y to a column; X must
+    be 2-D, or 3-D (batch, length, channels) for a network that starts with a Conv1D, MaxPool1D
+    or Flatten, with as many rows as y and at least one; for the fused ``plan`` (or None), rows
+    that fit it (sequences are returned as rows of length * channels values); no NaN or inf
+    (unless ``check_finite`` is False); BCELoss and CrossEntropyLoss targets in their range.
+    """
+    dtype = _dtype(network) if plan is None else plan.dtype
+    X = as_float_array(X, names[0], dtype)
+    y = as_float_array(y, names[1], dtype)
     if y.ndim == 1:
         y = y.reshape(-1, 1)
-    first = _first_layer(m for m in _modules(network) if not isinstance(m, Sequential))
+    first = _first_layer(network)
     if not isinstance(first, _SEQUENCE_MODULES):
-        check_2d(X, "X")
+        check_2d(X, names[0])
     elif X.ndim != 3:
-        name = type(first).__name__
-        message = f"X must be 3-D {SEQUENCE} for a network that starts with {name}, got {X.ndim}-D"
+        message = (
+            f"{names[0]} must be 3-D {SEQUENCE} for a network that starts with {type(first).__name__}, "
+            f"got {X.ndim}-D"
+        )
         raise DimensionMismatchError(SEQUENCE, X.shape, message)
-    check_2d(y, "y")
-    check_same_rows(X, y, "X", "y")
+    check_2d(y, names[1])
+    check_same_rows(X, y, *names)
     if len(X) == 0:
-        raise ValueError("X is empty: SGD needs at least one sample")
+        raise ValueError(f"{names[0]} is empty: training needs at least one sample")
+    if plan is not None:
+        X = plan.check_data(X, y, names)
+    _check_values(X, y, loss, check_finite, names)
+    return X, y
+
+
+def _check_settings(batch_size, gradient_step, n_iter):
+    """batch_size, gradient_step and n_iter as int, float, int; ValueError naming a bad one."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     _check_n_iter(n_iter)
     if not isinstance(gradient_step, numbers.Real) or not math.isfinite(gradient_step):
         raise ValueError(f"gradient_step must be a finite number, got {gradient_step!r}")
-    return X, y, int(batch_size), float(gradient_step), int(n_iter)
+    return int(batch_size), float(gradient_step), int(n_iter)
 
 
 def _check_n_iter(n_iter):
@@ -236,20 +244,23 @@ _WEIGHTED = (Linear, Conv1D)
 _SEQUENCE_LENGTH = 2**20  # the length the plan is first folded for, before data is seen
 
 
-def _layers(module, path=()):
-    """The leaf modules in forward order; TypeError naming the first one that is not built-in."""
-    path = (*path, type(module).__name__)
-    if type(module) in _CONTAINERS:
-        for inner in module._modules:
-            yield from _layers(inner, path)
-    elif type(module) in _FUSIONS:
-        yield module
-    else:
-        names = ", ".join(c.__name__ for c in (*_FUSIONS, *_CONTAINERS))
-        raise TypeError(
-            f"{' > '.join(path)} is not a built-in module ({names}; subclasses count as user "
-            "modules): it cannot be fused"
+def _layers(network):
+    """The leaf modules in forward order; TypeError naming the first module (or container) on
+    the way that is not built-in."""
+    for path, module in leaves(network):
+        chain = (*path, module)
+        kinds = [_CONTAINERS] * len(path) + [tuple(_FUSIONS)]
+        bad = next(
+            (i for i, (m, known) in enumerate(zip(chain, kinds, strict=True)) if type(m) not in known), None
         )
+        if bad is not None:
+            where = " > ".join(type(m).__name__ for m in chain[: bad + 1])
+            names = ", ".join(c.__name__ for c in (*_FUSIONS, *_CONTAINERS))
+            raise TypeError(
+                f"{where} is not a built-in module ({names}; subclasses count as user modules): "
+                "it cannot be fused"
+            )
+        yield module
 
 
 class _Plan:
@@ -282,7 +293,7 @@ class _Plan:
             raise TypeError(f"the Linear and Conv1D layers mix dtypes {names}: they cannot be fused")
         self.dtype = dtypes.pop()
         self.eps = bce_epsilon(self.dtype)
-        first = _first_layer(self._layers)
+        first = _first_layer(network)
         self.sequences = type(first) in (Conv1D, MaxPool1D, Flatten)
         if self.sequences:
             channels = first._weights()[0].shape[1] if type(first) is Conv1D else None
@@ -357,17 +368,14 @@ class _Plan:
 
     def check_data(self, X, y, names=("X", "y")):
         """X as the kernel takes it, 2-D (sequences as rows of length * channels values);
-        DimensionMismatchError unless X and y (as many rows) fit the network."""
+        DimensionMismatchError unless X and y (2-D or 3-D as the network takes them, as many
+        rows: ``_check_data``) fit the network."""
         if self.sequences:
-            if X.ndim != 3:
-                message = f"{names[0]} must be 3-D {SEQUENCE} for this network, got {X.ndim}-D"
-                raise DimensionMismatchError(SEQUENCE, X.shape, message)
             channels = self._input[1]
             if channels is not None and X.shape[2] != channels:
                 message = f"{names[0]} has {X.shape[2]} channels, the network takes {channels}"
                 raise DimensionMismatchError(f"(_, _, {channels})", X.shape, message)
         else:
-            check_2d(X, names[0])
             if X.shape[1] != self._input[0]:
                 message = f"{names[0]} has {X.shape[1]} features, the network takes {self._input[0]}"
                 raise DimensionMismatchError(f"(_, {self._input[0]})", X.shape, message)
@@ -454,15 +462,10 @@ class Optim(reference.Optim):
     def step(self, batch_x, batch_y):
         """Train on one batch; return the loss before the update."""
         plan = self._plan
-        dtype = _dtype(self._network) if plan is None else plan.dtype
-        X = as_float_array(batch_x, "batch_x", dtype)
-        y = as_float_array(batch_y, "batch_y", dtype)
-        _check_values(X, y, self._loss, self._check_finite, ("batch_x", "batch_y"))
+        names = ("batch_x", "batch_y")
+        X, y = _check_data(self._network, plan, self._loss, batch_x, batch_y, self._check_finite, names)
         if plan is None:
             return super().step(X, y)
-        X = plan.check_data(X, y, ("batch_x", "batch_y"))
-        if len(X) == 0:
-            raise ValueError("batch_x is empty")
         return plan.run(X, y, len(X), plan.dtype.type(self._gradient_step))
 
 
@@ -507,13 +510,8 @@ class Trainer:
         self._plan = _plan(network, loss, fused)
         if self._plan is None:
             _normalize_weights(network)
-        dtype = None if self._plan is None else self._plan.dtype
-        X, y, batch_size, gradient_step, _ = _check_training_args(
-            network, X, y, batch_size, gradient_step, 0, dtype
-        )
-        if self._plan is not None:
-            X = self._plan.check_data(X, y)  # sequences as rows of length * channels values
-        _check_values(X, y, loss, check_finite)
+        X, y = _check_data(network, self._plan, loss, X, y, check_finite)  # sequences as rows if fused
+        batch_size, gradient_step, _ = _check_settings(batch_size, gradient_step, 0)
         if order is None:
             order = np.random.permutation(len(X))
         self.network, self.loss = network, loss

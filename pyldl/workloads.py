@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import pyldl
+from pyldl.base import leaves
 
 DATA_SEED, WEIGHTS_SEED, PERMUTATION_SEED = 0, 2, 1
 
@@ -130,13 +131,7 @@ class Workload:
         """[(W, b), ...] of the Linear and Conv1D layers in order, in float64: the initial weights
         of :meth:`network`."""
         net = self.network(pyldl.reference)
-        stack, found = [net], []
-        while stack:
-            module = stack.pop(0)
-            stack[:0] = getattr(module, "_modules", [])
-            if module._parameters is not None:
-                found.append((module._parameters, module._bias))
-        return found
+        return [(m._parameters, m._bias) for _, m in leaves(net) if m._parameters is not None]
 
     def permutation(self, n_samples):
         """The order of the rows for SGD's minibatches."""

@@ -278,3 +278,54 @@ def test_check_finite_false_skips_the_scan():
     with pytest.raises(pyldl.DivergenceError) as raised:
         sgd(net, X=with_value(X, (0, 0), np.nan), check_finite=False)
     assert raised.value.epoch == 0
+
+
+BAD_DATA = {
+    "1-D X": (X[:, 0], Y, DimensionMismatchError, "{x} must be 2-D"),
+    "rows": (X, Y[:9], DimensionMismatchError, "{x} has 10 rows but {y} has 9"),
+    "empty": (X[:0], Y[:0], ValueError, "{x} is empty"),
+    "features": (Y, Y, DimensionMismatchError, "{x} has 2 features"),
+    "NaN": (with_value(X, (3, 2), np.nan), Y, ValueError, "{x} contains NaN or inf (first at index (3, 2))"),
+    "y width": (X, X, DimensionMismatchError, "{y} and the network's output must have the same shape"),
+}
+
+
+# module by module, a shape that does not fit the network is the layers' and the loss's own
+# error (CASES): the data check cannot know what user modules take
+FUSED_ONLY = {"features", "y width"}
+DATA_CASES = [
+    pytest.param(*case, fused, id=f"{name}-{'fused' if fused else 'modules'}")
+    for name, case in BAD_DATA.items()
+    for fused in (True, False)
+    if fused or name not in FUSED_ONLY
+]
+
+
+@pytest.mark.parametrize(("bad_x", "bad_y", "error", "fragment", "fused"), DATA_CASES)
+def test_sgd_trainer_and_optim_step_check_data_alike(bad_x, bad_y, error, fragment, fused):
+    """One check of the data serves SGD, Trainer and Optim.step, with each one's argument names."""
+    networks = Networks()
+    calls = {
+        ("X", "y"): lambda: sgd(networks.net, X=bad_x, y=bad_y, fused=fused),
+        ("batch_x", "batch_y"): lambda: pyldl.Optim(networks.net, pyldl.MSELoss(), fused=fused).step(
+            bad_x, bad_y
+        ),
+    }
+    for (x, y), call in calls.items():
+        with pytest.raises(error) as raised:
+            call()
+        assert fragment.format(x=x, y=y) in str(raised.value)
+    networks.assert_unchanged()
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "modules"])
+def test_optim_step_takes_a_1d_target_as_a_column(fused):
+    target = Y[:, 0].copy()
+    results = []
+    for y in (target[:, None], target):
+        with seeded(0):
+            net = pyldl.Sequential(pyldl.Linear(3, 1))
+        loss = pyldl.Optim(net, pyldl.MSELoss(), 0.1, fused=fused).step(X, y)
+        results.append((loss, net._modules[0]._parameters.copy()))
+    assert results[0][0] == results[1][0]
+    np.testing.assert_array_equal(results[0][1], results[1][1])

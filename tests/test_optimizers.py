@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import pyldl
 import pyldl.reference as ref
 from pyldl import optimizers
-from pyldl.base import Activation, Loss, Module
+from pyldl.base import Activation, Loss, Module, leaves
 from pyldl.exceptions import DimensionMismatchError, DivergenceError
 from pyldl.kernels import _blas
 from pyldl.kernels import losses as loss_kernels
@@ -608,7 +608,7 @@ def test_a_linear_reassigned_wider_between_epochs(path):
         with seeded(5):
             trainer = Trainer(network, ns.MSELoss(), X, y, 8, 0.1, **kwargs)
         losses = [trainer.epoch()]
-        first, second = [m for m in optimizers._modules(network) if isinstance(m, ref.Linear)][:2]
+        first, second = [m for _, m in leaves(network) if isinstance(m, ref.Linear)][:2]
         rs = np.random.RandomState(7)
         first._parameters = rs.uniform(-0.5, 0.5, (first._parameters.shape[0], 40))
         first._bias = rs.uniform(-0.5, 0.5, (1, 40))

@@ -25,7 +25,7 @@ def add_bias(out, b):
             out[i, j] += b[0, j]
 
 
-@jit
+@jit(inline=True)
 def linear_forward(X, W, b, out):
     """out = X @ W + b.  X (N, I), W (I, O), b (1, O) or None, out (N, O)."""
     gemm(False, False, out.dtype.type(1), X, W, out.dtype.type(0), out)
@@ -44,7 +44,7 @@ def linear_backward_update_gradient(X, delta, gradient, gradient_bias):
                 gradient_bias[0, j] += delta[i, j]
 
 
-@jit
+@jit(inline=True)
 def linear_backward_delta(delta, W, out):
     """out = delta @ W.T.  delta (N, O), W (I, O), out (N, I)."""
     if W.shape[1] == 1:
@@ -69,7 +69,7 @@ def linear_update_parameters(W, b, gradient, gradient_bias, gradient_step):
             b[0, j] -= gradient_step * gradient_bias[0, j]
 
 
-@jit
+@jit(inline=True)
 def sgd_update(X, delta, rate, ones, W, b):
     """W -= rate X.T @ delta; b -= rate * delta summed over rows (if not None): a gradient step
     without a gradient buffer (the fused epoch's; a Conv1D's on its windows, ``X`` from im2col).

@@ -152,7 +152,7 @@ def _snapshot(plan, work, snapshot):
             at += _copy_into(snapshot[at:], bias)
 
 
-@jit
+@jit(inline=True)
 def _activation_forward(act, x, out):
     """out = act(x) (NONE: nothing).  (N, D)."""
     if act == SOFTMAX:
@@ -167,7 +167,7 @@ def _activation_forward(act, x, out):
             relu_forward(x1, out1)
 
 
-@jit
+@jit(inline=True)
 def _activation_backward(act, out, delta):
     """delta = the delta below ``act`` from its output ``out``, in place (NONE: nothing).  (N, D)."""
     if act == SOFTMAX:
@@ -185,7 +185,7 @@ def _activation_backward(act, out, delta):
             d[i] = relu_backward(o[i], d[i])
 
 
-@jit
+@jit(inline=True)
 def _loss(loss, y, yhat, eps, delta):
     """The batch loss, as the Loss module computes it; delta = its backward (PyLDL's scaling)."""
     if loss == MSE:

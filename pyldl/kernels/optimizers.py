@@ -217,7 +217,7 @@ def _linear_backward(step, x, delta, below, lr, work, layout):
     sgd_update(x, delta, lr, work[layout["ones"] : layout["scratch"]], W, _bias(step, work))
 
 
-@jit(inline=True)
+@jit
 def _conv1d_forward(step, x, z, work):
     n, positions = x.shape[0], step["width"] // step["w_cols"]
     conv1d_forward(
@@ -230,7 +230,7 @@ def _conv1d_forward(step, x, z, work):
     )
 
 
-@jit(inline=True)
+@jit
 def _conv1d_backward(step, x, delta, below, lr, work, layout):
     W = _weights(step, work)
     n, positions = x.shape[0], step["width"] // step["w_cols"]
@@ -248,7 +248,7 @@ def _conv1d_backward(step, x, delta, below, lr, work, layout):
     sgd_update(cols, delta.reshape((n * positions, step["w_cols"])), rate, ones, W, _bias(step, work))
 
 
-@jit(inline=True)
+@jit
 def _maxpool1d_forward(step, x, z, work):
     n = x.shape[0]
     maxpool1d_forward(
@@ -259,7 +259,7 @@ def _maxpool1d_forward(step, x, z, work):
     )
 
 
-@jit(inline=True)
+@jit
 def _maxpool1d_backward(step, x, delta, below, lr, work, layout):
     n = x.shape[0]
     maxpool1d_backward_delta(

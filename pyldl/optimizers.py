@@ -69,38 +69,48 @@ def _dtype(network):
     return first.dtype if first is not None and first.dtype.kind == "f" else np.dtype(np.float64)
 
 
-def _check_data(network, plan, loss, X, y, check_finite=True, names=("X", "y")):
-    """X and y as training takes them, or an error naming the problem before anything runs
-    (SGD, Trainer and Optim.step: the one place that checks data).
+class _DataCheck:
+    """The one check of training data, which SGD, Trainer and Optim.step share: set up once per
+    network (its first layer is looked up here, not at every step), called on each X, y.
 
-    Both are converted to the network's dtype (ints and bools too), a 1-D y to a column; X must
-    be 2-D, or 3-D (batch, length, channels) for a network that starts with a Conv1D, MaxPool1D
-    or Flatten, with as many rows as y and at least one; for the fused ``plan`` (or None), rows
-    that fit it (sequences are returned as rows of length * channels values); no NaN or inf
-    (unless ``check_finite`` is False); BCELoss and CrossEntropyLoss targets in their range.
+    ``check(X, y)`` returns X and y as training takes them, or raises an error naming the
+    problem before anything runs. Both are converted to the network's dtype (ints and bools
+    too), a 1-D y to a column; X must be 2-D, or 3-D (batch, length, channels) for a network
+    that starts with a Conv1D, MaxPool1D or Flatten, with as many rows as y and at least one;
+    for the fused ``plan`` (or None), rows that fit it (sequences are returned as rows of
+    length * channels values); no NaN or inf (unless ``check_finite`` is False); BCELoss and
+    CrossEntropyLoss targets in their range.
     """
-    dtype = _dtype(network) if plan is None else plan.dtype
-    X = as_float_array(X, names[0], dtype)
-    y = as_float_array(y, names[1], dtype)
-    if y.ndim == 1:
-        y = y.reshape(-1, 1)
-    first = _first_layer(network)
-    if not isinstance(first, _SEQUENCE_MODULES):
-        check_2d(X, names[0])
-    elif X.ndim != 3:
-        message = (
-            f"{names[0]} must be 3-D {SEQUENCE} for a network that starts with {type(first).__name__}, "
-            f"got {X.ndim}-D"
-        )
-        raise DimensionMismatchError(SEQUENCE, X.shape, message)
-    check_2d(y, names[1])
-    check_same_rows(X, y, *names)
-    if len(X) == 0:
-        raise ValueError(f"{names[0]} is empty: training needs at least one sample")
-    if plan is not None:
-        X = plan.check_data(X, y, names)
-    _check_values(X, y, loss, check_finite, names)
-    return X, y
+
+    def __init__(self, network, plan, loss, check_finite=True, names=("X", "y")):
+        self._network, self._plan, self._loss = network, plan, loss
+        self._check_finite, self._names = check_finite, names
+        first = _first_layer(network)
+        self._sequences_for = type(first).__name__ if isinstance(first, _SEQUENCE_MODULES) else None
+
+    def __call__(self, X, y):
+        plan, names = self._plan, self._names
+        dtype = _dtype(self._network) if plan is None else plan.dtype  # weights may be reassigned
+        X = as_float_array(X, names[0], dtype)
+        y = as_float_array(y, names[1], dtype)
+        if y.ndim == 1:
+            y = y.reshape(-1, 1)
+        if self._sequences_for is None:
+            check_2d(X, names[0])
+        elif X.ndim != 3:
+            message = (
+                f"{names[0]} must be 3-D {SEQUENCE} for a network that starts with "
+                f"{self._sequences_for}, got {X.ndim}-D"
+            )
+            raise DimensionMismatchError(SEQUENCE, X.shape, message)
+        check_2d(y, names[1])
+        check_same_rows(X, y, *names)
+        if len(X) == 0:
+            raise ValueError(f"{names[0]} is empty: training needs at least one sample")
+        if plan is not None:
+            X = plan.check_data(X, y, names)
+        _check_values(X, y, self._loss, self._check_finite, names)
+        return X, y
 
 
 def _check_settings(batch_size, gradient_step, n_iter):
@@ -307,7 +317,8 @@ class _Plan:
             self._bind(probe)  # TypeError here: what cannot be fused, before any data
         except DimensionMismatchError:
             pass  # a layer that does not fit: check_data names it, on the data
-        self._shape = None
+        if self.sequences:
+            self._shape = None  # laid out for the probe's length: bind again on the data
 
     def _bind(self, shape):
         """(Re)build the steps from the layers' current arrays for rows of ``shape``.
@@ -369,7 +380,7 @@ class _Plan:
     def check_data(self, X, y, names=("X", "y")):
         """X as the kernel takes it, 2-D (sequences as rows of length * channels values);
         DimensionMismatchError unless X and y (2-D or 3-D as the network takes them, as many
-        rows: ``_check_data``) fit the network."""
+        rows: ``_DataCheck``) fit the network."""
         if self.sequences:
             channels = self._input[1]
             if channels is not None and X.shape[2] != channels:
@@ -452,7 +463,7 @@ class Optim(reference.Optim):
     def __init__(self, net, loss, gradient_step=1e-3, *, fused=None, check_finite=True):
         super().__init__(net, loss, gradient_step)
         self._plan = _plan(net, loss, fused)
-        self._check_finite = check_finite
+        self._check = _DataCheck(net, self._plan, loss, check_finite, ("batch_x", "batch_y"))
 
     @property
     def fused(self):
@@ -462,8 +473,7 @@ class Optim(reference.Optim):
     def step(self, batch_x, batch_y):
         """Train on one batch; return the loss before the update."""
         plan = self._plan
-        names = ("batch_x", "batch_y")
-        X, y = _check_data(self._network, plan, self._loss, batch_x, batch_y, self._check_finite, names)
+        X, y = self._check(batch_x, batch_y)
         if plan is None:
             return super().step(X, y)
         return plan.run(X, y, len(X), plan.dtype.type(self._gradient_step))
@@ -510,7 +520,7 @@ class Trainer:
         self._plan = _plan(network, loss, fused)
         if self._plan is None:
             _normalize_weights(network)
-        X, y = _check_data(network, self._plan, loss, X, y, check_finite)  # sequences as rows if fused
+        X, y = _DataCheck(network, self._plan, loss, check_finite)(X, y)  # sequences as rows if fused
         batch_size, gradient_step, _ = _check_settings(batch_size, gradient_step, 0)
         if order is None:
             order = np.random.permutation(len(X))

@@ -127,6 +127,17 @@ def test_extreme_values_stay_finite_without_warnings(name, dtype, rng):
     assert_close(back, expected_back, "op", dtype)
 
 
+def test_float32_tanh_gradient_near_saturation_is_the_references():
+    # 1 - t**2 for t within an ulp of 1: one ulp of t is up to all of the gradient
+    x = np.linspace(-12, 12, 3841, dtype=np.float32)
+    delta = np.where(np.arange(x.size) % 2, 10, -10).astype(np.float32)
+    expected = ref.Tanh().backward_delta(x, delta)
+    assert_close(pyldl.Tanh().backward_delta(x, delta), expected, "op", np.float32)
+    out = np.full(x.size, np.nan, np.float32)
+    kernels.tanh_output_backward_delta(np.tanh(x), delta, out)
+    assert_close(out, expected, "op", np.float32)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_nan_and_inf_propagate_like_the_reference(name, dtype):
     fast, slow = pair(name)

@@ -29,6 +29,13 @@ def tanh_backward_delta(x, delta, out):
 
 
 @jit
+def tanh_output_backward_delta(t, delta, out):
+    """The delta below Tanh from its output ``t`` (the float32 Module passes NumPy's)."""
+    for i in range(t.size):
+        out[i] = tanh_backward(t[i], delta[i])
+
+
+@jit
 def sigmoid_forward(x, out):
     for i in range(x.size):
         out[i] = _math.sigmoid(x[i])

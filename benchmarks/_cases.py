@@ -13,7 +13,7 @@ except ImportError:  # asv's virtualenvs: the twins are never collected there
     pytest = None
 
 DTYPES = ["float64", "float32"]
-WORKLOAD_KEYS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"]
+WORKLOAD_KEYS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10"]
 
 # Training paths: the compiled whole-epoch loop, pyldl module by module (Trainer), a loop
 # written by hand on pyldl's modules (hand_epoch), plain NumPy.
@@ -25,7 +25,7 @@ PATHS = ["fused", "modules", "hand", "reference"]
 ASV_SAMPLES = {"W6": 1024}
 
 # Rows per workload in the pytest twins, which run once in CI: small, for speed.
-TWIN_SAMPLES = {"W1": 200, "W2": 400, "W3": 256, "W4": 256, "W5": 32, "W6": 64, "W7": 256, "W8": 128}
+TWIN_SAMPLES = {"W1": 200, "W2": 400, "W3": 256, "W4": 256, "W5": 32, "W6": 64, "W7": 256, "W8": 128, "W9": 256, "W10": 256}
 
 
 def parametrize(*args, **kwargs):

@@ -1,9 +1,9 @@
-"""The benchmark workloads W1-W8: seeded data, networks, training settings and FLOP counts.
+"""The benchmark workloads W1-W10: seeded data, networks, training settings and FLOP counts.
 
 One definition shared by the tests, the benchmarks, the comparison command and the demo.
 Seeds: data from ``RandomState(0)``; initial weights drawn like PyLDL's Linear (weights then
 bias, layer by layer; Conv1D likewise) from ``RandomState(2)``; the minibatch permutation from
-``RandomState(1)``. W1, W3, W5, W7 and W8 need scikit-learn (``pip install pyldl[demo]``).
+``RandomState(1)``. W1, W3, W5, W7, W8, W9 and W10 need scikit-learn (``pip install pyldl[demo]``).
 """
 
 import contextlib
@@ -63,6 +63,18 @@ def _digit_sequences(n_samples):
 
 def _uniform_autoencoder(n_samples):
     X = np.random.RandomState(DATA_SEED).uniform(size=(n_samples or 7291, 256))
+    return X, X
+
+
+def _usps_like(n_samples):
+    """USPS's shape as PyLDL's notebooks train on it (80% of 9298 rows: 7438 x 256 in [0, 1]):
+    the 8x8 digits, each pixel doubled to 16x16, cycled, with a little seeded noise, clipped."""
+    from sklearn.datasets import load_digits
+
+    n = n_samples or 7438
+    images = load_digits().images / 16
+    X = np.kron(images[np.arange(n) % len(images)], np.ones((2, 2))).reshape(n, 256)
+    X = np.clip(X + np.random.RandomState(DATA_SEED).normal(0, 0.05, X.shape), 0, 1)
     return X, X
 
 
@@ -155,6 +167,17 @@ class Workload:
 
 _MLP3 = (("linear", 64, 128), "Sigmoid", ("linear", 128, 64), "Sigmoid", ("linear", 64, 10), "Sigmoid")
 
+_W4_LAYERS = (
+    ("linear", 256, 100),
+    "Sigmoid",
+    ("linear", 100, 4),
+    "Sigmoid",
+    ("linear", 4, 100),
+    "Sigmoid",
+    ("linear", 100, 256),
+    "Sigmoid",
+)
+
 WORKLOADS = {
     w.key: w
     for w in [
@@ -170,23 +193,7 @@ WORKLOADS = {
         ),
         Workload("W3", "digits-mlp", _MLP3, "mse", 64, 1e-3, _digits),
         Workload(
-            "W4",
-            "usps-autoencoder",
-            (
-                ("linear", 256, 100),
-                "Sigmoid",
-                ("linear", 100, 4),
-                "Sigmoid",
-                ("linear", 4, 100),
-                "Sigmoid",
-                ("linear", 100, 256),
-                "Sigmoid",
-            ),
-            "bce",
-            64,
-            0.01,
-            _uniform_autoencoder,
-            encoder_depth=4,
+            "W4", "usps-autoencoder", _W4_LAYERS, "bce", 64, 0.01, _uniform_autoencoder, encoder_depth=4
         ),
         Workload("W5", "online-sgd", _MLP3, "mse", 1, 1e-3, _digits),
         Workload(
@@ -225,6 +232,33 @@ WORKLOADS = {
             1e-3,
             _digit_sequences,
             length=64,
+        ),
+        # The widest autoencoder of the compression notebook's grid.
+        Workload("W9", "usps-compression", _W4_LAYERS, "bce", 64, 0.01, _usps_like, encoder_depth=4),
+        # The clustering notebook's USPS grid at its costliest: the widest widths (256, 128, 64,
+        # 32), Sigmoid, BCE, its smallest batch (the most steps an epoch), its largest step.
+        Workload(
+            "W10",
+            "usps-clustering",
+            (
+                ("linear", 256, 128),
+                "Sigmoid",
+                ("linear", 128, 64),
+                "Sigmoid",
+                ("linear", 64, 32),
+                "Sigmoid",
+                ("linear", 32, 64),
+                "Sigmoid",
+                ("linear", 64, 128),
+                "Sigmoid",
+                ("linear", 128, 256),
+                "Sigmoid",
+            ),
+            "bce",
+            32,
+            0.01,
+            _usps_like,
+            encoder_depth=6,
         ),
     ]
 }

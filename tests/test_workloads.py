@@ -1,4 +1,4 @@
-"""The shared workloads W1-W8: networks with PyLDL's seeded weights, data, FLOP counts."""
+"""The shared workloads W1-W10: networks with PyLDL's seeded weights, data, FLOP counts."""
 
 # PyLDL draws from NumPy's global RNG, so these tests do too.
 # ruff: noqa: NPY002
@@ -12,7 +12,7 @@ import pyldl.reference as ref
 from pyldl.workloads import PERMUTATION_SEED, WEIGHTS_SEED, WORKLOADS
 
 KEYS = list(WORKLOADS)
-NEEDS_SKLEARN = {"W1", "W3", "W5", "W7", "W8"}
+NEEDS_SKLEARN = {"W1", "W3", "W5", "W7", "W8", "W9", "W10"}
 
 
 def linears(module):
@@ -36,7 +36,7 @@ def kinds(module):
 
 
 def test_the_workloads():
-    assert KEYS == ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"]
+    assert KEYS == ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10"]
 
 
 @pytest.mark.parametrize("key", KEYS)
@@ -95,6 +95,8 @@ def test_loss_module(key):
         ("W6", 6 * (1024 * 2048 + 2048 * 2048 + 2048 * 10) * 8192),
         ("W7", 6 * (64 * 100 + 100 * 10) * 1437),
         ("W8", 6 * (3 * 1 * 32 * 62 + 31 * 32 * 100 + 100 * 10) * 1437),  # the conv: d_out 62
+        ("W9", 6 * 2 * (256 * 100 + 100 * 4) * 7438),
+        ("W10", 6 * 2 * (256 * 128 + 128 * 64 + 64 * 32) * 7438),
     ],
 )
 def test_flops_per_epoch(key, flops):
@@ -102,9 +104,8 @@ def test_flops_per_epoch(key, flops):
 
 
 def len_of_full_data(key):
-    return {"W1": 800, "W2": 4000, "W3": 1437, "W4": 7291, "W5": 1437, "W6": 8192, "W7": 1437, "W8": 1437}[
-        key
-    ]
+    sizes = {"W1": 800, "W2": 4000, "W3": 1437, "W4": 7291, "W5": 1437, "W6": 8192, "W7": 1437, "W8": 1437}
+    return sizes.get(key, 7438)
 
 
 @pytest.mark.parametrize(
@@ -118,6 +119,8 @@ def len_of_full_data(key):
         ("W6", 256, 1e-5),
         ("W7", 32, 1e-2),
         ("W8", 32, 1e-3),
+        ("W9", 64, 0.01),
+        ("W10", 32, 0.01),
     ],
 )
 def test_training_settings(key, batch_size, gradient_step):
@@ -136,6 +139,8 @@ def test_training_settings(key, batch_size, gradient_step):
         ("W6", 64, (64, 1024), (64, 10)),
         ("W7", None, (1437, 64), (1437, 10)),
         ("W8", None, (1437, 64, 1), (1437, 10)),
+        ("W9", None, (7438, 256), (7438, 256)),
+        ("W10", 100, (100, 256), (100, 256)),
     ],
 )
 def test_data_shapes_and_seeds(key, n_samples, x_shape, y_shape):
@@ -177,6 +182,17 @@ def test_autoencoder_data_is_its_own_target():
     X, y = WORKLOADS["W4"].data(100)
     assert X.shape == (100, 256) and X.min() >= 0 and X.max() < 1
     np.testing.assert_array_equal(X, y)
+
+
+def test_usps_like_data_is_the_digits_at_16x16():
+    pytest.importorskip("sklearn")
+    X, y = WORKLOADS["W9"].data()
+    np.testing.assert_array_equal(X, y)
+    np.testing.assert_array_equal(X, WORKLOADS["W10"].data()[0])
+    assert X.min() == 0 and X.max() == 1
+    digits = WORKLOADS["W3"].data()[0]  # the 8x8 digits / 16, in the same order
+    block_means = X[:1437].reshape(1437, 8, 2, 8, 2).mean(axis=(2, 4)).reshape(1437, 64)
+    assert np.abs(block_means - digits).mean() < 0.05  # each pixel doubled, plus clipped noise
 
 
 @pytest.mark.parametrize("n", [1, 800, 4000], ids=str)

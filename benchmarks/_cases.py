@@ -25,7 +25,18 @@ PATHS = ["fused", "modules", "hand", "reference"]
 ASV_SAMPLES = {"W6": 1024}
 
 # Rows per workload in the pytest twins, which run once in CI: small, for speed.
-TWIN_SAMPLES = {"W1": 200, "W2": 400, "W3": 256, "W4": 256, "W5": 32, "W6": 64, "W7": 256, "W8": 128, "W9": 256, "W10": 256}
+TWIN_SAMPLES = {
+    "W1": 200,
+    "W2": 400,
+    "W3": 256,
+    "W4": 256,
+    "W5": 32,
+    "W6": 64,
+    "W7": 256,
+    "W8": 128,
+    "W9": 256,
+    "W10": 256,
+}
 
 
 def parametrize(*args, **kwargs):

@@ -13,6 +13,7 @@ from .losses import BCELoss, CrossEntropyLoss, MSELoss
 from .modules import Conv1D, Flatten, Linear, MaxPool1D
 from .optimizers import SGD, Optim
 from .sweeps import grid, sweep
+from .threads import get_num_threads, set_num_threads
 from .utils import create_minibatches, encode_one_hot, gen_arti, load_usps
 
 __version__ = "0.1.0"
@@ -44,10 +45,12 @@ __all__ = [
     "encode_one_hot",
     "gen_arti",
     "get_default_dtype",
+    "get_num_threads",
     "grid",
     "load",
     "load_usps",
     "save",
     "set_default_dtype",
+    "set_num_threads",
     "sweep",
 ]

@@ -16,12 +16,13 @@ import numbers
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import threads as _threads
 from .activations import ReLU, Sigmoid, Softmax, Tanh
 from .base import Activation, Module, as_float_array, check_2d, check_same_rows, leaves
 from .checkpoints import save
 from .exceptions import DimensionMismatchError, DivergenceError
 from .kernels import optimizers as kernels
-from .kernels._blas import threads_for
+from .kernels._blas import panels
 from .layers import AutoEncoder, Sequential
 from .losses import BCELoss, CrossEntropyLoss, MSELoss
 from .modules import Conv1D, Flatten, Linear, MaxPool1D
@@ -348,8 +349,6 @@ class _Plan:
                 row[name] = value
         self._plan, self._bound, self._shape = plan, bound, shape
         self.in_width, self.out_width = math.prod(shape), out[0]
-        sizes = plan["w_rows"] * plan["w_cols"] * (plan["width"] // np.maximum(plan["w_cols"], 1))
-        self._largest = int(sizes.max())  # multiply-adds per row of the largest product
         windows = np.isin(plan["kind"], (kernels.CONV1D, kernels.MAXPOOL1D)).any()
         self._epoch = kernels.sgd_epoch_sequences if windows else kernels.sgd_epoch
         self._arrays, self._size = arrays, sum(a.size for a in arrays)  # also keeps the addresses valid
@@ -374,6 +373,22 @@ class _Plan:
         first = int(np.argmax(plan["weights"] != 0))
         self._layout = np.array([(first, deltas, spare, ones, scratch, size)], kernels.LAYOUT)
         self._rows = rows
+        # the choice of threads is keyed by the products, the batch's rows and the dtype; None
+        # where no product is large enough to be split
+        products = [
+            (n, w_cols, w_rows)  # forward; the delta below and the update are its transposes
+            for n, w_rows, w_cols in zip(
+                rows * np.maximum(widths // np.maximum(plan["w_cols"], 1), 1),
+                plan["w_rows"],
+                plan["w_cols"],
+                strict=True,
+            )
+            if w_rows
+        ]
+        split = any(
+            panels(*p) > 1 or panels(p[0], p[2], p[1]) > 1 or panels(p[2], p[1], p[0]) > 1 for p in products
+        )
+        self._threads_key = (self.dtype.char, rows, tuple(products)) if split else None
         if self._work.size < size:
             self._work = np.empty(size, self.dtype)
 
@@ -415,10 +430,21 @@ class _Plan:
         rows = min(batch_size, len(X))
         if rows > self._rows:
             self._lay_out(rows)
-        with threads_for(rows * self._largest):
+        with _threads.running(self._threads_key, self.threads) as run:
             value = self._epoch(
-                self._plan, self._layout, X, y, batch_size, lr, self.loss, self.eps, self._work, saved
+                self._plan,
+                self._layout,
+                X,
+                y,
+                batch_size,
+                lr,
+                self.loss,
+                self.eps,
+                self._work,
+                saved,
+                run.threads,
             )
+            run.record(len(X))
         return self.dtype.type(value)
 
     def restore(self):
@@ -429,18 +455,22 @@ class _Plan:
             at += array.size
 
 
-def _plan(network, loss, fused):
-    """The fused plan, or None for module by module (``fused``: None auto, True insist, False never)."""
+def _plan(network, loss, fused, threads):
+    """The fused plan, or None for module by module (``fused``: None auto, True insist, False
+    never); ``threads`` for its products (None: ``pyldl.threads``' choice)."""
     if fused is not None and not isinstance(fused, bool):
         raise TypeError(f"fused must be None, True or False, got {fused!r}")
+    threads = _threads.checked(threads)
     if fused is False:
         return None
     try:
-        return _Plan(network, loss)
+        plan = _Plan(network, loss)
     except TypeError:
         if fused:
             raise
         return None
+    plan.threads = threads
+    return plan
 
 
 class Optim(reference.Optim):
@@ -458,11 +488,13 @@ class Optim(reference.Optim):
             True insists on it (TypeError naming the module otherwise), False always runs
             module by module.
         check_finite: scan each batch for NaN and inf first (a ValueError naming the index).
+        threads: how many threads compute the compiled step's products (None: chosen by
+            measuring, :mod:`pyldl.threads`); the losses do not depend on it.
     """
 
-    def __init__(self, net, loss, gradient_step=1e-3, *, fused=None, check_finite=True):
+    def __init__(self, net, loss, gradient_step=1e-3, *, fused=None, check_finite=True, threads=None):
         super().__init__(net, loss, gradient_step)
-        self._plan = _plan(net, loss, fused)
+        self._plan = _plan(net, loss, fused, threads)
         self._check = _DataCheck(net, self._plan, loss, check_finite, ("batch_x", "batch_y"))
 
     @property
@@ -499,6 +531,8 @@ class Trainer:
             can put them back (SGD's divergence guard; the fused path copies them inside the
             compiled call).
         check_finite: scan X and y for NaN and inf first (a ValueError naming the index).
+        threads: how many threads compute the compiled epoch's products (None: chosen by
+            measuring, :mod:`pyldl.threads`); the losses do not depend on it.
     """
 
     def __init__(
@@ -514,10 +548,11 @@ class Trainer:
         fused=None,
         snapshot=False,
         check_finite=True,
+        threads=None,
     ):
         if not isinstance(network, Module):
             raise TypeError(f"network must be a pyldl Module, got {type(network).__name__}")
-        self._plan = _plan(network, loss, fused)
+        self._plan = _plan(network, loss, fused, threads)
         if self._plan is None:
             _normalize_weights(network)
         X, y = _DataCheck(network, self._plan, loss, check_finite)(X, y)  # sequences as rows if fused
@@ -578,6 +613,7 @@ def SGD(
     check_finite=True,
     checkpoint=None,
     checkpoint_every=1,
+    threads=None,
 ):
     """Minibatch gradient descent; returns each epoch's mean batch loss (a list of floats).
 
@@ -602,6 +638,7 @@ def SGD(
             False saves that pass over the data.
         checkpoint: a path; the network is saved there (:func:`pyldl.save`, atomic) after
             every ``checkpoint_every`` finite epochs and after the last one.
+        threads: see :class:`Trainer` (None: chosen by measuring).
     """
     _check_n_iter(n_iter)
     if (
@@ -621,6 +658,7 @@ def SGD(
         fused=fused,
         snapshot=True,
         check_finite=check_finite,
+        threads=threads,
     )
     losses = []
     for epoch in tqdm(range(n_iter), disable=not progress, desc="SGD", unit="epoch"):

@@ -31,7 +31,15 @@ from pyldl.exceptions import DimensionMismatchError
 from pyldl.kernels import modules as kernels
 
 # (batch, in_features, out_features)
-SHAPES = [(1, 1, 1), (7, 3, 5), (1, 4, 3), (5, 300, 7), (2, 5, 300), (0, 4, 3), (64, 33, 17)]
+SHAPES = [
+    (1, 1, 1),
+    (7, 3, 5),
+    (1, 4, 3),
+    (5, 300, 7),
+    (2, 5, 300),
+    (0, 4, 3),
+    (64, 33, 17),
+]
 SHAPE_IDS = [f"{n}x{i}->{o}" for n, i, o in SHAPES]
 
 
@@ -62,7 +70,7 @@ def test_linear_forward_kernel(n, n_in, n_out, bias, dtype, rng):
     X, W, b = arrays(rng, dtype, (n, n_in), (n_in, n_out), (1, n_out))
     b = b if bias else None
     out = np.full((n, n_out), np.nan, dtype)  # every element must be written
-    kernels.linear_forward(X, W, b, out)
+    kernels.linear_forward(X, W, b, out, 0)
     assert_close(out, with_weights(ref.Linear, W, b).forward(X), "op", dtype)
 
 
@@ -74,7 +82,7 @@ def test_linear_backward_update_gradient_kernel_accumulates(n, n_in, n_out, bias
     )
     b = b if bias else None
     grad, grad_b = grad0.copy(), (grad_b0.copy() if bias else None)
-    kernels.linear_backward_update_gradient(X, delta, grad, grad_b)
+    kernels.linear_backward_update_gradient(X, delta, grad, grad_b, 0)
 
     expected = with_weights(ref.Linear, W, b)
     expected._gradient = grad0.copy()
@@ -89,7 +97,7 @@ def test_linear_backward_update_gradient_kernel_accumulates(n, n_in, n_out, bias
 def test_linear_backward_delta_kernel(n, n_in, n_out, dtype, rng):
     W, delta = arrays(rng, dtype, (n_in, n_out), (n, n_out))
     out = np.full((n, n_in), np.nan, dtype)
-    kernels.linear_backward_delta(delta, W, out)
+    kernels.linear_backward_delta(delta, W, out, 0)
     assert_close(out, with_weights(ref.Linear, W, None).backward_delta(None, delta), "op", dtype)
 
 
@@ -114,13 +122,13 @@ def float32_kernel_cases():
     seq, conv, windows = np.ones((2, 5, 3), f), np.ones((2, 3, 2), f), np.ones((8, 6), f)
     seq_out, pooled = np.ones((2, 4, 2), f), np.ones((2, 4, 3), f)
     return [
-        (kernels.linear_forward, (X, W, b, out)),
-        (kernels.linear_backward_update_gradient, (X, out, W.copy(), b.copy())),
-        (kernels.linear_backward_delta, (out, W, X.copy())),
+        (kernels.linear_forward, (X, W, b, out, 0)),
+        (kernels.linear_backward_update_gradient, (X, out, W.copy(), b.copy(), 0)),
+        (kernels.linear_backward_delta, (out, W, X.copy(), 0)),
         (kernels.linear_update_parameters, (W.copy(), b.copy(), W, b, f(0.1))),
-        (kernels.conv1d_forward, (seq, conv, b, 1, windows, seq_out)),
-        (kernels.conv1d_backward_update_gradient, (seq, seq_out, 1, windows, conv.copy(), b.copy())),
-        (kernels.conv1d_backward_delta, (seq_out, conv, 1, windows, seq.copy())),
+        (kernels.conv1d_forward, (seq, conv, b, 1, windows, seq_out, 0)),
+        (kernels.conv1d_backward_update_gradient, (seq, seq_out, 1, windows, conv.copy(), b.copy(), 0)),
+        (kernels.conv1d_backward_delta, (seq_out, conv, 1, windows, seq.copy(), 0)),
         (kernels.maxpool1d_forward, (seq, 2, 1, pooled)),
         (kernels.maxpool1d_backward_delta, (seq, pooled, 2, 1, seq.copy())),
     ]
@@ -585,12 +593,12 @@ def test_conv1d_kernels_write_every_element(k_size, stride, dtype, rng):
     layer._parameters, layer._bias = W, b
     cols = np.full((n * length_out, k_size * chan_in), np.nan, dtype)
     out = np.full((n, length_out, chan_out), np.nan, dtype)
-    kernels.conv1d_forward(X, W, b, stride, cols, out)
+    kernels.conv1d_forward(X, W, b, stride, cols, out, 0)
     assert_close(out, layer.forward(X), "op", dtype)
-    kernels.conv1d_forward(X, W, None, stride, cols, out)
+    kernels.conv1d_forward(X, W, None, stride, cols, out, 0)
     assert_close(out, layer.forward(X) - b, "op", dtype)
     out = np.full((n, length, chan_in), np.nan, dtype)
-    kernels.conv1d_backward_delta(delta, W, stride, cols, out)
+    kernels.conv1d_backward_delta(delta, W, stride, cols, out, 0)
     assert_close(out, layer.backward_delta(X, delta), "op", dtype)
 
 

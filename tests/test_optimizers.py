@@ -4,7 +4,6 @@ path and the plain-NumPy reference give the same losses and parameters."""
 # PyLDL draws from NumPy's global RNG, so these tests do too.
 # ruff: noqa: NPY002
 
-import contextlib
 import math
 import threading
 
@@ -18,6 +17,7 @@ from hypothesis import strategies as st
 import pyldl
 import pyldl.reference as ref
 from pyldl import optimizers
+from pyldl import threads as _threads
 from pyldl.base import Activation, Loss, Module, leaves
 from pyldl.exceptions import DimensionMismatchError, DivergenceError
 from pyldl.kernels import _blas
@@ -220,17 +220,26 @@ def test_workloads_at_reduced_size(key):
     assert_same_run(results[0], results[1], np.float64)
 
 
-def test_workload_sized_products_run_blas_on_one_thread(monkeypatch):
-    """W4's products (64 rows x 256 x 100) run on one BLAS thread, and the count comes back."""
-    seen = []
-    monkeypatch.setattr(optimizers, "threads_for", lambda size: seen.append(size) or _blas.threads_for(size))
-    workload = WORKLOADS["W4"]
-    X, y = workload.data(64)  # one batch
-    Trainer(workload.network(), workload.loss_module(), X, y, 64, 0.01).epoch()
-    assert seen == [64 * 256 * 100]
-    assert _blas.THREADED_FROM <= seen[0] < _blas.ONE_THREAD_BELOW
-    assert isinstance(_blas.threads_for(_blas.THREADED_FROM - 1), contextlib.nullcontext)
-    assert isinstance(_blas.threads_for(_blas.ONE_THREAD_BELOW), contextlib.nullcontext)
+def test_products_large_enough_are_split_and_blas_runs_on_one_thread(monkeypatch):
+    """W4's products (64 rows x 256 x 100) are split into panels, so their thread count is
+    chosen (keyed by the products, rows and dtype); W2's are too small. Inside an epoch SciPy's
+    OpenBLAS is on one thread, and its count comes back afterwards."""
+    seen, running = [], _threads.running
+
+    def spy(key, threads=None):
+        seen.append((key, _blas.blas_threads()))
+        return running(key, threads)
+
+    monkeypatch.setattr(_threads, "running", spy)
+    before = _blas.blas_threads()
+    for key, rows in (("W4", 64), ("W2", 64)):
+        workload = WORKLOADS[key]
+        X, y = workload.data(rows)
+        Trainer(workload.network(), workload.loss_module(), X, y, workload.batch_size, 0.01).epoch()
+    (w4_key, _), (w2_key, _) = seen
+    assert w4_key == ("d", 64, ((64, 100, 256), (64, 4, 100), (64, 100, 4), (64, 256, 100)))
+    assert w2_key is None
+    assert _blas.blas_threads() == before
 
 
 @pytest.mark.skipif(_blas._THREADS is None, reason="SciPy's BLAS is not OpenBLAS")
@@ -595,7 +604,9 @@ def test_float32_fused_kernels_compute_in_float32(monkeypatch):
     for act in (kernels.TANH, kernels.SIGMOID, kernels.RELU, kernels.SOFTMAX):
         assert_float32_stays_float32(kernels._activation_backward, (act, m, m.copy()))
     one_output = m[:, :1].copy()  # the delta below a Linear of one output: an outer product
-    assert_float32_stays_float32(module_kernels.linear_backward_delta, (one_output, m[:1].T.copy(), m.copy()))
+    assert_float32_stays_float32(
+        module_kernels.linear_backward_delta, (one_output, m[:1].T.copy(), m.copy(), 0)
+    )
 
 
 @pytest.mark.parametrize("path", PATHS)

@@ -1,20 +1,28 @@
-"""Reentrancy: two threads training two networks at once get exactly what each gets alone.
+"""Threads: two threads training two networks at once get exactly what each gets alone; the
+products' own threads (panels fixed by the shapes) give the same bits on any count, and how
+the count is chosen and capped.
 
 The kernels release the GIL (nogil), so the threads really run kernels side by side. SGD
 draws its row order from NumPy's global RNG, whose draws two threads would race for: the
 tests give each thread its own permutation, so the only thing left to differ is the kernels.
 """
 
+import os
+import subprocess
+import sys
 import threading
 import time
 
 import numba
 import numpy as np
 import pytest
-from conftest import seeded
+from conftest import assert_close, seeded
 
 import pyldl
 from pyldl import Linear, MSELoss, Sequential, Sigmoid, Softmax, Tanh
+from pyldl import threads as _threads
+from pyldl.kernels import _blas, modules
+from pyldl.workloads import WORKLOADS
 
 pytestmark = pytest.mark.skipif(
     numba.config.DISABLE_JIT, reason="tests compiled kernels that release the GIL: needs the JIT"
@@ -124,3 +132,178 @@ def test_two_threads_match_one_after_the_other(modes, dtypes, permutation_per_th
     assert start_a < end_b and start_b < end_a, "the two trainings did not overlap"
     if "sgd" in modes:
         assert permutation_per_thread, "SGD no longer draws its order with np.random.permutation"
+
+
+# ---------------------------------------------------------------- the products' threads
+
+
+@pytest.mark.parametrize(
+    ("m", "n", "k", "count"),
+    [
+        (64, 100, 256, 4),
+        (100, 256, 64, 4),
+        (8, 8, 8, 1),
+        (64, 4, 100, 1),
+        (2048, 2048, 256, 16),
+        (33, 130, 200, 2),
+    ],
+)
+def test_panels_are_fixed_by_the_shape(m, n, k, count):
+    assert _blas.panels(m, n, k) == count
+    assert max(m, n) // count >= 8 and count & (count - 1) == 0  # at least 8 wide, a power of two
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(
+    ("n", "n_in", "n_out"), [(64, 256, 100), (33, 200, 130), (256, 100, 4), (7, 300, 90)]
+)
+def test_products_in_panels_give_the_same_bits_on_any_number_of_threads(n, n_in, n_out, dtype):
+    rng = np.random.default_rng(0)
+    X, W, delta = (rng.standard_normal(s).astype(dtype) for s in ((n, n_in), (n_in, n_out), (n, n_out)))
+    b = rng.standard_normal((1, n_out)).astype(dtype)
+    exact = [X.astype(float) @ W + b, delta.astype(float) @ W.T.astype(float), X.T.astype(float) @ delta + W]
+    numpy = [X @ W + b, delta @ W.T, X.T @ delta + W]
+    results = []
+    for threads in (1, 2, 3, 4):
+        forward, below, gradient = np.empty((n, n_out), dtype), np.empty((n, n_in), dtype), W.copy()
+        with _blas.one_thread():
+            modules.linear_forward(X, W, b, forward, threads)
+            modules.linear_backward_delta(delta, W, below, threads)
+            modules.linear_backward_update_gradient(X, delta, gradient, None, threads)
+        results.append([forward, below, gradient])
+    for got in results[1:]:
+        for a, e in zip(got, results[0], strict=True):
+            assert a.tobytes() == e.tobytes()
+    for got, by_numpy, truth in zip(results[0], numpy, exact, strict=True):
+        if dtype == np.float64:
+            assert_close(got, by_numpy, "op", dtype)
+        else:  # float32's last bits depend on OpenBLAS's kernel, which it picks by the shape
+            assert np.abs(got - truth).max() <= 2 * np.abs(by_numpy - truth).max()
+
+
+def usps_like_training(threads, epochs=3, dtype=np.float64):
+    workload = WORKLOADS["W9"]
+    X, y = workload.data(700)
+    network = workload.network(dtype=dtype)
+    losses = pyldl.SGD(
+        network, workload.loss_module(), X, y, workload.batch_size, workload.gradient_step, epochs,
+        order=workload.permutation(len(X)), progress=False, threads=threads,
+    )  # fmt: skip
+    return losses, [array.tobytes() for array in pyldl.optimizers.Trainer.parameters(_Net(network))]
+
+
+class _Net:  # Trainer.parameters on a bare network
+    def __init__(self, network):
+        self.network = network
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_losses_are_bitwise_the_same_for_any_thread_count(dtype):
+    pytest.importorskip("sklearn")
+    expected = usps_like_training(1, dtype=dtype)
+    for threads in (2, 3, 4, None):
+        assert usps_like_training(threads, dtype=dtype) == expected
+
+
+def test_losses_are_bitwise_the_same_under_load():
+    pytest.importorskip("sklearn")
+    expected = usps_like_training(1)
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    try:
+        assert usps_like_training(None, epochs=3) == expected
+        assert usps_like_training(2, epochs=3) == expected
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+
+
+def test_the_choice_takes_turns_keeps_the_fastest_and_measures_again_on_drift():
+    choice = _threads._Choice([1, 2, 4])
+    choice.record(choice.next(), 100.0)  # the first run (it may compile) is not counted
+    seconds = {1: 3.0, 2: 1.0, 4: 2.0}
+    turns = []
+    for _ in range(3 * _threads.SAMPLES):
+        count = choice.next()
+        turns.append(count)
+        choice.record(count, seconds[count])
+    assert sorted(turns) == sorted([1, 2, 4] * _threads.SAMPLES) and turns[:3] == [1, 2, 4]
+    assert choice.next() == 2
+    choice.record(2, 1.2)  # within DRIFT: kept
+    for _ in range(_threads.DRIFT_RUNS - 1):
+        choice.record(2, 1.0 * _threads.DRIFT * 1.1)
+    assert choice.next() == 2
+    choice.record(2, 1.0 * _threads.DRIFT * 1.1)  # DRIFT_RUNS in a row: measure again
+    assert choice.kept is None and choice.next() == 1
+
+
+def test_the_setting_the_argument_and_the_environment():
+    assert pyldl.get_num_threads() is None
+    try:
+        pyldl.set_num_threads(2)
+        assert pyldl.get_num_threads() == 2
+        expected = min(2, _threads.usable_cores(), _blas.blas_threads() or 1)
+        with _threads.running(("key",)) as run:
+            assert run.threads == expected
+        with _threads.running(("key",), threads=1) as run:
+            assert run.threads == 1
+    finally:
+        pyldl.set_num_threads(None)
+    for bad in (0, -1, 1.5, "2", True):
+        with pytest.raises(ValueError, match="threads must be a positive integer"):
+            pyldl.set_num_threads(bad)
+        with pytest.raises(ValueError, match="threads must be a positive integer"):
+            pyldl.SGD(
+                Sequential(Linear(2, 1)), MSELoss(), np.ones((4, 2)), np.ones((4, 1)), 2, 0.1, 1, threads=bad
+            )
+    script = "import pyldl; print(pyldl.get_num_threads())"
+    env = {**os.environ, "PYLDL_NUM_THREADS": "3"}
+    assert (
+        subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True).stdout
+        == "3\n"
+    )
+    env["PYLDL_NUM_THREADS"] = "many"
+    failed = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert failed.returncode and "PYLDL_NUM_THREADS must be a positive integer or 'auto'" in failed.stderr
+
+
+@pytest.mark.skipif(_blas._THREADS is None, reason="SciPy's BLAS is not OpenBLAS")
+def test_blas_limits_a_sweep_and_a_second_run_cap_the_count():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    try:
+        pyldl.set_num_threads(2)
+        with threadpoolctl.threadpool_limits(1), _threads.running(("key",)) as run:
+            assert run.threads == 1
+        with _blas.one_thread(), _threads.running(("key",)) as run:  # as in a sweep
+            assert run.threads == 1
+        with _threads.running(("key",)) as first, _threads.running(("key",)) as second:
+            assert second.threads == 1 and first.threads >= 1
+        script = "from pyldl import threads; print(threads.usable_cores())"
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+        code = (
+            "import pyldl; from pyldl import threads\nwith threads.running(('k',), 2) as r: print(r.threads)"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        assert out.stdout == "1\n"
+        if hasattr(os, "sched_setaffinity"):
+            one_core = f"import os; os.sched_setaffinity(0, {{0}})\n{script.replace('; ', chr(10))}"
+            out = subprocess.run([sys.executable, "-c", one_core], capture_output=True, text=True, check=True)
+            assert out.stdout == "1\n"
+    finally:
+        pyldl.set_num_threads(None)
+
+
+def test_no_threads_in_a_forked_child():
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork")
+    code = (
+        "import os, pyldl\nfrom pyldl import threads\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    with threads.running(('k',), 2) as r: os._exit(r.threads)\n"
+        "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout == "1\n"

@@ -2,7 +2,8 @@
 
 ``gemm`` folds a product into an existing buffer (``C = alpha op(A) op(B) + beta C``), which
 ``np.dot`` cannot: gradients accumulate and updates subtract without a temporary.
-``threads_for`` keeps that BLAS on one thread where its threads cost more than they save.
+``one_thread`` keeps that BLAS on one thread: the products' threads are pyldl's own
+(``gemm``'s panels, ``pyldl.threads``).
 """
 
 import ctypes
@@ -10,16 +11,19 @@ import importlib
 import importlib.util
 import sys
 import threading
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 import llvmlite.binding as llvm
+import numba
 import numpy as np
 import scipy
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
+
+from ._numba import OPTIONS, jit
 
 
 def _cython_blas():
@@ -66,8 +70,38 @@ def _address_of(typingctx, value):
     return types.voidptr(value), codegen
 
 
-def gemm(trans_a, trans_b, alpha, A, B, beta, C):
-    """C = alpha op(A) op(B) + beta C for C-contiguous 2-D arrays (op transposes when asked).
+@intrinsic
+def _voidptr(typingctx, address):
+    """An integer address as a pointer."""
+    if isinstance(address, types.Integer):
+        return types.voidptr(address), lambda context, builder, sig, args: builder.inttoptr(
+            args[0], cgutils.voidptr_t
+        )
+
+
+# A product of at least PANEL_WORK multiply-adds per panel is cut into panels of C's longer
+# side (rows, or columns: the operand each panel packs again is then the smaller one), as many
+# as its size gives (a power of two, at most MAX_PANELS, each at least 8 wide), never as many
+# as there are threads: the panels, so every value and the order of its sums, depend on the
+# shapes alone, whether the panels run one after another or side by side.
+PANEL_WORK, MAX_PANELS = 2**18, 16
+
+
+@jit(inline=True)
+def panels(m, n, k):
+    """How many panels C (m, n) = op(A) (m, k) op(B) (k, n) is computed in."""
+    most, count = min(MAX_PANELS, m * n * k // PANEL_WORK, max(m, n) // 8), 1
+    while count * 2 <= most:
+        count *= 2
+    return count
+
+
+def gemm(trans_a, trans_b, alpha, A, B, beta, C, threads):
+    """C = alpha op(A) op(B) + beta C for 2-D arrays with contiguous rows (op transposes when
+    asked). ``threads`` >= 1: in ``panels`` fixed by the shapes, run by up to that many threads,
+    the BLAS on one thread (``one_thread``): the result is the same whatever ``threads`` is.
+    0: one BLAS call, on as many threads as that BLAS has (the Module wrappers': the same
+    numbers as NumPy's product, whose OpenBLAS picks its kernel by the whole shape).
 
     This body is the NumPy stand-in that runs under NUMBA_DISABLE_JIT=1; compiled code
     calls BLAS through the overload below.
@@ -79,49 +113,87 @@ def gemm(trans_a, trans_b, alpha, A, B, beta, C):
         C[...] = alpha * product + beta * C
 
 
-@overload(gemm)
-def _gemm_blas(trans_a, trans_b, alpha, A, B, beta, C):
+def _fortran_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """Fortran BLAS's gemm of alpha's dtype, on addresses (the arguments as BLAS names them)."""
+
+
+@overload(_fortran_gemm, jit_options=OPTIONS, inline="always")
+def _fortran_gemm_blas(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    blas = _DGEMM if alpha == types.float64 else _SGEMM
+
+    def impl(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+        transpose, keep = np.int8(84), np.int8(78)  # "T", "N" (ord() costs 0.3 s of compilation)
+        blas(
+            _address_of(transpose if trans_a else keep),
+            _address_of(transpose if trans_b else keep),
+            _address_of(np.int32(m)),
+            _address_of(np.int32(n)),
+            _address_of(np.int32(k)),
+            _address_of(alpha),
+            _voidptr(a),
+            _address_of(np.int32(lda)),
+            _voidptr(b),
+            _address_of(np.int32(ldb)),
+            _address_of(beta),
+            _voidptr(c),
+            _address_of(np.int32(ldc)),
+        )
+
+    return impl
+
+
+@jit(inline=True)
+def _panel(i, count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, size):
+    """Panel ``i`` of ``count`` of C's rows (``rows``) or columns: one BLAS call. a, b, c are
+    addresses, lda, ldb, ldc row strides in elements, size the element size.
+
+    Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: BLAS's m is C's columns.
+    """
+    side = m if rows else n
+    lo, hi = i * side // count, (i + 1) * side // count
+    if rows:
+        m, a, c = hi - lo, a + lo * size * (1 if trans_a else lda), c + lo * ldc * size
+    else:
+        n, b, c = hi - lo, b + lo * size * (ldb if trans_b else 1), c + lo * size
+    _fortran_gemm(trans_b, trans_a, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc)
+
+
+@jit(parallel=True)
+def _panels_side_by_side(count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, size):
+    for i in numba.prange(count):
+        _panel(i, count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, size)
+
+
+@overload(gemm, jit_options=OPTIONS)
+def _gemm_blas(trans_a, trans_b, alpha, A, B, beta, C, threads):
     if not isinstance(C, types.Array):
         return None  # an Optional C (a bias that may be None): Numba retries with the array
-    blas = _DGEMM if C.dtype == types.float64 else _SGEMM
 
-    def impl(trans_a, trans_b, alpha, A, B, beta, C):
-        # Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T.
+    def impl(trans_a, trans_b, alpha, A, B, beta, C, threads):
         if C.size == 0:
             return
-        transpose, keep = np.int8(84), np.int8(78)  # "T", "N" (ord() costs 0.3 s of compilation)
-        m, n = np.int32(C.shape[1]), np.int32(C.shape[0])
-        k = np.int32(A.shape[0] if trans_a else A.shape[1])
+        m, n = C.shape
+        k = A.shape[0] if trans_a else A.shape[1]
         if k == 0:
             if beta == 0:
                 C[...] = 0
             else:
                 C *= C.dtype.type(beta)
             return
-        blas(
-            _address_of(transpose if trans_b else keep),
-            _address_of(transpose if trans_a else keep),
-            _address_of(m),
-            _address_of(n),
-            _address_of(k),
-            _address_of(C.dtype.type(alpha)),
-            B.ctypes,
-            _address_of(np.int32(B.shape[1])),
-            A.ctypes,
-            _address_of(np.int32(A.shape[1])),
-            _address_of(C.dtype.type(beta)),
-            C.ctypes,
-            _address_of(np.int32(C.shape[1])),
-        )
+        size = C.itemsize
+        count, rows = panels(m, n, k) if threads else 1, m >= n
+        alpha, beta = C.dtype.type(alpha), C.dtype.type(beta)
+        a, b, c = np.intp(A.ctypes.data), np.intp(B.ctypes.data), np.intp(C.ctypes.data)
+        lda, ldb, ldc = A.strides[0] // size, B.strides[0] // size, C.strides[0] // size
+        if count > 1 and threads > 1:
+            _panels_side_by_side(
+                count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, size
+            )
+            return
+        for i in range(count):
+            _panel(i, count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, size)
 
     return impl
-
-
-# OpenBLAS splits a product over its threads from 4 * 65536 multiply-adds. Below 2**24 (64-row
-# batches: W3, W4's 64 x 256 x 100; not W6's 256 x 2048 x 2048) the threads' hand-offs cost
-# more than they save on a busy 2-core machine: at a load average of 6, W3's fused epoch took
-# 3.2x and W4's 3.6x (float64) and 8x (float32) as long on two threads as on one.
-THREADED_FROM, ONE_THREAD_BELOW = 4 * 65536, 2**24
 
 
 def _openblas_threads():
@@ -168,9 +240,11 @@ def one_thread():
                 set_threads(_users[1])
 
 
-def threads_for(multiply_adds):
-    """The context to run products of up to ``multiply_adds`` in: ``one_thread`` between
-    ``THREADED_FROM`` and ``ONE_THREAD_BELOW`` (where OpenBLAS is the BLAS), else nothing."""
-    if THREADED_FROM <= multiply_adds < ONE_THREAD_BELOW:
-        return one_thread()
-    return nullcontext()
+def one_thread_users():
+    """How many ``one_thread`` blocks are open now."""
+    return _users[0]
+
+
+def blas_threads():
+    """The thread count of SciPy's OpenBLAS (None where that BLAS is not OpenBLAS)."""
+    return None if _THREADS is None else _THREADS[1]()

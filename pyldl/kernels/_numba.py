@@ -58,16 +58,20 @@ caching.CacheImpl._locator_classes[:0] = [
 ]
 
 
-def jit(func=None, *, inline=False):
+def jit(func=None, *, inline=False, parallel=False):
     """Compile ``func`` with pyldl's Numba options, cached on disk where possible.
 
     ``jit(inline=True)``: compiled code calling ``func`` takes its body in (Numba's
     ``inline="always"``) instead of calling a function compiled on its own: for small helpers,
     each of which would cost 50-100 ms of compilation on a fresh install.
+    ``jit(parallel=True)``: ``numba.prange`` loops run on Numba's threads, as many as
+    ``numba.set_num_threads`` last set in the calling thread.
     """
     if func is None:
-        return lambda func: jit(func, inline=inline)
-    options = {**OPTIONS, "inline": "always"} if inline else OPTIONS
+        return lambda func: jit(func, inline=inline, parallel=parallel)
+    options = {**OPTIONS, "inline": "always"} if inline else dict(OPTIONS)
+    if parallel:
+        options["parallel"] = True
     if CACHE:
         try:
             return numba.njit(cache=True, **options)(func)

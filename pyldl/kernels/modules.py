@@ -26,18 +26,19 @@ def add_bias(out, b):
 
 
 @jit(inline=True)
-def linear_forward(X, W, b, out):
-    """out = X @ W + b.  X (N, I), W (I, O), b (1, O) or None, out (N, O)."""
-    gemm(False, False, out.dtype.type(1), X, W, out.dtype.type(0), out)
+def linear_forward(X, W, b, out, threads):
+    """out = X @ W + b.  X (N, I), W (I, O), b (1, O) or None, out (N, O); ``threads``: see
+    ``gemm`` (every kernel's: 0 from the Module wrappers, the fused epoch's count from it)."""
+    gemm(False, False, out.dtype.type(1), X, W, out.dtype.type(0), out, threads)
     if b is not None:
         add_bias(out, b)
 
 
 @jit
-def linear_backward_update_gradient(X, delta, gradient, gradient_bias):
+def linear_backward_update_gradient(X, delta, gradient, gradient_bias, threads):
     """gradient += X.T @ delta; gradient_bias += delta summed over rows (if not None)."""
     one = gradient.dtype.type(1)
-    gemm(True, False, one, X, delta, one, gradient)
+    gemm(True, False, one, X, delta, one, gradient, threads)
     if gradient_bias is not None:
         for i in range(delta.shape[0]):
             for j in range(delta.shape[1]):
@@ -45,7 +46,7 @@ def linear_backward_update_gradient(X, delta, gradient, gradient_bias):
 
 
 @jit(inline=True)
-def linear_backward_delta(delta, W, out):
+def linear_backward_delta(delta, W, out, threads):
     """out = delta @ W.T.  delta (N, O), W (I, O), out (N, I)."""
     if W.shape[1] == 1:
         # an outer product (a binary classifier's last layer): OpenBLAS is 2-8x slower on it
@@ -55,7 +56,7 @@ def linear_backward_delta(delta, W, out):
             for j in range(out.shape[1]):
                 out[i, j] = value * W[j, 0]
         return
-    gemm(False, True, out.dtype.type(1), delta, W, out.dtype.type(0), out)
+    gemm(False, True, out.dtype.type(1), delta, W, out.dtype.type(0), out, threads)
 
 
 @jit
@@ -70,7 +71,7 @@ def linear_update_parameters(W, b, gradient, gradient_bias, gradient_step):
 
 
 @jit(inline=True)
-def sgd_update(X, delta, rate, ones, W, b):
+def sgd_update(X, delta, rate, ones, W, b, threads):
     """W -= rate X.T @ delta; b -= rate * delta summed over rows (if not None): a gradient step
     without a gradient buffer (the fused epoch's; a Conv1D's on its windows, ``X`` from im2col).
 
@@ -78,13 +79,13 @@ def sgd_update(X, delta, rate, ones, W, b):
     b (1, O).
     """
     one, rows = W.dtype.type(1), delta.shape[0]
-    gemm(True, False, -rate, X, delta, one, W)
+    gemm(True, False, -rate, X, delta, one, W, threads)
     if b is not None:
         if rows == 1:  # a loop beats a gemm call here: 0.01 against 0.1-0.3 us
             for j in range(b.shape[1]):
                 b[0, j] -= rate * delta[0, j]
         else:
-            gemm(True, False, -rate, ones[:rows].reshape((rows, 1)), delta, one, b)
+            gemm(True, False, -rate, ones[:rows].reshape((rows, 1)), delta, one, b, threads)
 
 
 # Conv1D is im2col into a caller-owned buffer + gemm: faster than loops vectorised over chan_out
@@ -109,7 +110,7 @@ def im2col(X, k_size, stride, cols):
 
 
 @jit
-def conv1d_forward(X, W, b, stride, cols, out):
+def conv1d_forward(X, W, b, stride, cols, out, threads):
     """out[b, d, o] = sum_{k, i} X[b, d stride + k, i] W[k, i, o] + b[0, o].
 
     X (N, L, I), W (K, I, O), b (1, O) or None, cols (N * d_out, K * I) scratch (left holding
@@ -118,13 +119,14 @@ def conv1d_forward(X, W, b, stride, cols, out):
     k_size, channels, width = W.shape
     im2col(X, k_size, stride, cols)
     product = out.reshape((out.shape[0] * out.shape[1], width))
-    gemm(False, False, W.dtype.type(1), cols, W.reshape((k_size * channels, width)), W.dtype.type(0), product)
+    W2 = W.reshape((k_size * channels, width))
+    gemm(False, False, W.dtype.type(1), cols, W2, W.dtype.type(0), product, threads)
     if b is not None:
         add_bias(product, b)
 
 
 @jit
-def conv1d_backward_update_gradient(X, delta, stride, cols, gradient, gradient_bias):
+def conv1d_backward_update_gradient(X, delta, stride, cols, gradient, gradient_bias, threads):
     """gradient[k, i, o] += sum_{b, d} X[b, d stride + k, i] delta[b, d, o] / N;
     gradient_bias[0, o] += sum_{b, d} delta[b, d, o] / N (if not None).
 
@@ -136,7 +138,7 @@ def conv1d_backward_update_gradient(X, delta, stride, cols, gradient, gradient_b
     rows = delta.reshape((delta.shape[0] * delta.shape[1], width))
     scale = gradient.dtype.type(1.0 / X.shape[0])
     one = gradient.dtype.type(1)
-    gemm(True, False, scale, cols, rows, one, gradient.reshape((k_size * channels, width)))
+    gemm(True, False, scale, cols, rows, one, gradient.reshape((k_size * channels, width)), threads)
     if gradient_bias is not None:
         for r in range(rows.shape[0]):
             for o in range(width):
@@ -144,7 +146,7 @@ def conv1d_backward_update_gradient(X, delta, stride, cols, gradient, gradient_b
 
 
 @jit
-def conv1d_backward_delta(delta, W, stride, cols, out):
+def conv1d_backward_delta(delta, W, stride, cols, out, threads):
     """out[b, d stride + k, i] = sum over the windows reaching it of sum_o delta[b, d, o] W[k, i, o],
     zero where none does (the adjoint of conv1d_forward, as col2im of ``delta W^T``).
 
@@ -160,6 +162,7 @@ def conv1d_backward_delta(delta, W, stride, cols, out):
         W.reshape((k_size * channels, width)),
         W.dtype.type(0),
         cols,
+        threads,
     )
     flat = out.reshape((rows, out.shape[1] * channels))
     flat[...] = 0

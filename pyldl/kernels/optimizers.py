@@ -205,20 +205,20 @@ def _loss(loss, y, yhat, eps, delta):
 
 
 @jit(inline=True)
-def _linear_forward(step, x, z, work):
-    linear_forward(x, _weights(step, work), _bias(step, work), z)
+def _linear_forward(step, x, z, work, threads):
+    linear_forward(x, _weights(step, work), _bias(step, work), z, threads)
 
 
 @jit(inline=True)
-def _linear_backward(step, x, delta, below, lr, work, layout):
+def _linear_backward(step, x, delta, below, lr, work, layout, threads):
     W = _weights(step, work)
     if below.size:
-        linear_backward_delta(delta, W, below)
-    sgd_update(x, delta, lr, work[layout["ones"] : layout["scratch"]], W, _bias(step, work))
+        linear_backward_delta(delta, W, below, threads)
+    sgd_update(x, delta, lr, work[layout["ones"] : layout["scratch"]], W, _bias(step, work), threads)
 
 
 @jit
-def _conv1d_forward(step, x, z, work):
+def _conv1d_forward(step, x, z, work, threads):
     n, positions = x.shape[0], step["width"] // step["w_cols"]
     conv1d_forward(
         x.reshape((n, step["length"], step["channels"])),
@@ -227,11 +227,12 @@ def _conv1d_forward(step, x, z, work):
         step["stride"],
         _block(work, step["cols"], n * positions, step["w_rows"]),
         z.reshape((n, positions, step["w_cols"])),
+        threads,
     )
 
 
 @jit
-def _conv1d_backward(step, x, delta, below, lr, work, layout):
+def _conv1d_backward(step, x, delta, below, lr, work, layout, threads):
     W = _weights(step, work)
     n, positions = x.shape[0], step["width"] // step["w_cols"]
     if below.size:
@@ -241,15 +242,18 @@ def _conv1d_backward(step, x, delta, below, lr, work, layout):
             step["stride"],
             _block(work, layout["scratch"], n * positions, step["w_rows"]),
             below.reshape((n, step["length"], step["channels"])),
+            threads,
         )
     cols = _block(work, step["cols"], n * positions, step["w_rows"])
     rate = lr / work.dtype.type(n)  # PyLDL divides Conv1D's gradient by the batch's rows
     ones = work[layout["ones"] : layout["scratch"]]
-    sgd_update(cols, delta.reshape((n * positions, step["w_cols"])), rate, ones, W, _bias(step, work))
+    sgd_update(
+        cols, delta.reshape((n * positions, step["w_cols"])), rate, ones, W, _bias(step, work), threads
+    )
 
 
 @jit
-def _maxpool1d_forward(step, x, z, work):
+def _maxpool1d_forward(step, x, z, work, threads):
     n = x.shape[0]
     maxpool1d_forward(
         x.reshape((n, step["length"], step["channels"])),
@@ -260,7 +264,7 @@ def _maxpool1d_forward(step, x, z, work):
 
 
 @jit
-def _maxpool1d_backward(step, x, delta, below, lr, work, layout):
+def _maxpool1d_backward(step, x, delta, below, lr, work, layout, threads):
     n = x.shape[0]
     maxpool1d_backward_delta(
         x.reshape((n, step["length"], step["channels"])),
@@ -277,7 +281,7 @@ def _sgd_epoch(sequences):
     typing, so a network of Linear layers compiles none of the sequence kernels."""
 
     @jit
-    def sgd_epoch(plan, layout, X, y, batch_size, lr, loss, eps, work, snapshot):
+    def sgd_epoch(plan, layout, X, y, batch_size, lr, loss, eps, work, snapshot, threads):
         """One epoch of minibatch SGD over consecutive row slices of X, y (the last may be partial).
 
         Per batch: forward, loss, loss backward, then from the last step down to the first step
@@ -288,7 +292,8 @@ def _sgd_epoch(sequences):
         X (N, I) (sequences as (N, length * channels) rows), y (N, O) and work (``size``) of the
         parameters' dtype, lr and eps scalars of it (a loss code in ``loss``). Returns the mean
         of the batch losses, each as the Loss module computes it. A non-empty ``snapshot`` first
-        receives every parameter array (SGD's copy for its divergence guard).
+        receives every parameter array (SGD's copy for its divergence guard). ``threads``:
+        how many threads compute the products (the result does not depend on it).
         """
         layout = layout[0]
         if snapshot.size:
@@ -308,11 +313,11 @@ def _sgd_epoch(sequences):
                     # and not vectorise
                     z = out if step["act"] == NONE else _block(work, layout["deltas"], n, step["width"])
                     if step["kind"] == LINEAR:
-                        _linear_forward(step, x, z, work)
+                        _linear_forward(step, x, z, work, threads)
                     elif sequences and step["kind"] == CONV1D:
-                        _conv1d_forward(step, x, z, work)
+                        _conv1d_forward(step, x, z, work, threads)
                     elif sequences:
-                        _maxpool1d_forward(step, x, z, work)
+                        _maxpool1d_forward(step, x, z, work, threads)
                     x = z
                 _activation_forward(step["act"], x, out)
                 x = out
@@ -331,11 +336,11 @@ def _sgd_epoch(sequences):
                 )
                 below = _block(work, spare_at, n if s > layout["first"] else 0, x.shape[1])
                 if step["kind"] == LINEAR:
-                    _linear_backward(step, x, delta, below, lr, work, layout)
+                    _linear_backward(step, x, delta, below, lr, work, layout, threads)
                 elif sequences and step["kind"] == CONV1D:
-                    _conv1d_backward(step, x, delta, below, lr, work, layout)
+                    _conv1d_backward(step, x, delta, below, lr, work, layout, threads)
                 elif sequences:
-                    _maxpool1d_backward(step, x, delta, below, lr, work, layout)
+                    _maxpool1d_backward(step, x, delta, below, lr, work, layout, threads)
                 delta = below
                 delta_at, spare_at = spare_at, delta_at
             batches += 1

@@ -1,0 +1,189 @@
+"""How many threads compute the fused epoch's products: chosen by measuring, or set by the user.
+
+The products run in panels fixed by their shapes (``kernels._blas.gemm``), each a call of
+SciPy's OpenBLAS on one thread, shared out among the threads chosen: a seed gives bitwise the
+same losses whatever the count, and whatever the machine's load.
+
+Automatic choice (the default), as FFTW's planner or cuDNN's benchmark mode choose: runs take
+turns with each candidate count (1, 2, 4, ... up to ``usable_cores()``) until each has
+``SAMPLES`` timed runs, and the count with the lowest median seconds per row is kept. It is
+remembered for the process by the products' shapes, the batch's rows and the dtype (a grid
+search builds hundreds of networks of a few shapes), and measured again when the kept count's
+times drift past ``DRIFT`` times those it was chosen on for ``DRIFT_RUNS`` runs in a row (the
+machine got busy or idle). The first run of each shape is not timed (it may compile).
+
+Caps, smallest first: one thread while other pyldl runs or a sweep run at once (the count is
+process-wide for OpenBLAS; a sweep fills the cores with trainings), and in a process forked
+after threads ran (GNU OpenMP is not fork-safe); a user's setting (``set_num_threads``, the
+``threads=`` argument, ``PYLDL_NUM_THREADS``); SciPy's OpenBLAS's own count (so
+``OPENBLAS_NUM_THREADS`` and a ``threadpoolctl`` limit hold); the cores this process may use.
+"""
+
+import math
+import os
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numba
+
+from .kernels import _blas
+
+SAMPLES = 2  # timed runs of each candidate before choosing
+DRIFT, DRIFT_RUNS = 1.5, 3
+_ENV = "PYLDL_NUM_THREADS"
+
+
+def _from_env():
+    value = os.environ.get(_ENV, "").strip().lower()
+    if value in ("", "auto"):
+        return None
+    try:
+        return checked(int(value))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{_ENV} must be a positive integer or 'auto', got {value!r}") from error
+
+
+def checked(threads):
+    """``threads`` if a positive integer or None, else ValueError."""
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive integer or None (automatic), got {threads!r}")
+    return threads
+
+
+_setting = [_from_env()]
+_lock = threading.Lock()
+_running = [0]  # runs inside ``running`` now
+_forked = [False]
+_choices = {}
+os.register_at_fork(after_in_child=lambda: _forked.__setitem__(0, True))
+
+
+def set_num_threads(threads):
+    """Fix the thread count of pyldl's products (``None``: choose by measuring, the default).
+
+    ``PYLDL_NUM_THREADS`` (an integer or ``auto``) sets it at import. The count is still capped
+    by SciPy's OpenBLAS's count and by the cores this process may use.
+    """
+    _setting[0] = checked(threads)
+
+
+def get_num_threads():
+    """The count set by ``set_num_threads`` or ``PYLDL_NUM_THREADS``; None: automatic."""
+    return _setting[0]
+
+
+def _quota():
+    """The CPUs a cgroup's quota allows (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``), or None."""
+    root = Path("/sys/fs/cgroup")
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        try:
+            quota = (root / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (root / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return None
+    if quota in ("max", "-1"):
+        return None
+    return max(1, math.ceil(int(quota) / int(period)))
+
+
+def usable_cores():
+    """The cores this process may run on: its CPU affinity, a container's CPU quota, and
+    Numba's thread pool (``NUMBA_NUM_THREADS``)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    quota = _quota()
+    return max(1, min(cores, quota or cores, numba.config.NUMBA_NUM_THREADS))
+
+
+def _candidates(cap):
+    counts, count = [], 1
+    while count <= cap:
+        counts.append(count)
+        count *= 2
+    if counts[-1] != cap:
+        counts.append(cap)
+    return counts
+
+
+class _Choice:
+    """The measurements and the kept count for one key."""
+
+    def __init__(self, candidates):
+        self.candidates = candidates
+        self.samples = {count: [] for count in candidates}
+        self.kept, self.chosen_at, self.drifted, self.warm = None, None, 0, False
+
+    def next(self):
+        if self.kept is not None:
+            return self.kept
+        return min(self.candidates, key=lambda count: len(self.samples[count]))  # in turns
+
+    def record(self, count, seconds):
+        if not self.warm:
+            self.warm = True  # the first run may compile
+            return
+        if self.kept is None:
+            self.samples[count].append(seconds)
+            if all(len(times) >= SAMPLES for times in self.samples.values()):
+                medians = {c: sorted(times)[len(times) // 2] for c, times in self.samples.items()}
+                self.kept = min(medians, key=medians.get)
+                self.chosen_at = medians[self.kept]
+            return
+        if seconds > self.chosen_at * DRIFT or seconds * DRIFT < self.chosen_at:
+            self.drifted += 1
+            if self.drifted >= DRIFT_RUNS:  # measure again
+                self.__init__(self.candidates)
+                self.warm = True
+        else:
+            self.drifted = 0
+
+
+@contextmanager
+def running(key, threads=None):
+    """The thread count for one run of products keyed by ``key`` (None: the products are too
+    small to be split, one thread); SciPy's OpenBLAS on one thread inside. ``threads``: the
+    caller's setting (None: the process's). The block's ``record(seconds)`` times the run."""
+    with _lock:
+        _running[0] += 1
+        alone = _running[0] == 1 and _blas.one_thread_users() == 0 and not _forked[0]
+        blas_threads = _blas.blas_threads() if alone else 1
+    try:
+        with _blas.one_thread():
+            setting = checked(threads) if threads is not None else _setting[0]
+            cap = min(setting or usable_cores(), blas_threads or 1, usable_cores()) if alone else 1
+            choice = None
+            if key is None or cap == 1:
+                count = 1
+            elif setting is not None:
+                count = cap
+            else:
+                choice = _choices.get((key, cap))
+                if choice is None:
+                    choice = _choices[key, cap] = _Choice(_candidates(cap))
+                count = choice.next()
+            if count > 1:
+                numba.set_num_threads(count)
+            yield _Run(count, choice)
+    finally:
+        with _lock:
+            _running[0] -= 1
+
+
+class _Run:
+    __slots__ = ("threads", "_choice", "_start")
+
+    def __init__(self, threads, choice):
+        self.threads, self._choice, self._start = threads, choice, time.perf_counter()
+
+    def record(self, rows):
+        """The run's time per row, for the choice (when one is being made)."""
+        if self._choice is not None and rows:
+            self._choice.record(self.threads, (time.perf_counter() - self._start) / rows)

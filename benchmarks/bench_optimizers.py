@@ -1,4 +1,4 @@
-"""Training (``pyldl.optimizers``): one epoch of W1-W8 (../shared/WORKLOADS.md, built by
+"""Training (``pyldl.optimizers``): one epoch of W1-W10 (../shared/WORKLOADS.md, built by
 ``pyldl.workloads``) on each training path, the cold start of a new process, and the loss
 reached after a fixed number of epochs (so that a speed-up that changes results shows up).
 

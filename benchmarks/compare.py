@@ -1,4 +1,4 @@
-"""W1-W8 side by side: pyldl fused, pyldl module by module (Trainer), a hand-written loop on
+"""W1-W10 side by side: pyldl fused, pyldl module by module (Trainer), a hand-written loop on
 pyldl's modules, the NumPy reference, the same NumPy operations done bare, PyTorch eager and
 JAX (jit + lax.scan), in float64 and float32, in one run.
 

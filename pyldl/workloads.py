@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 
 import pyldl
-from pyldl.base import leaves
 
 DATA_SEED, WEIGHTS_SEED, PERMUTATION_SEED = 0, 2, 1
 
@@ -142,6 +141,8 @@ class Workload:
     def weights(self):
         """[(W, b), ...] of the Linear and Conv1D layers in order, in float64: the initial weights
         of :meth:`network`."""
+        from pyldl.base import leaves  # here: benchmarks.threads loads this file on older pyldl
+
         net = self.network(pyldl.reference)
         return [(m._parameters, m._bias) for _, m in leaves(net) if m._parameters is not None]
 

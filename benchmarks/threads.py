@@ -1,0 +1,275 @@
+"""Threads of the fused epoch: the automatic choice, one thread and all cores, idle and loaded.
+
+    python -m benchmarks.threads                        # W1-W6, W9, W10 float64, about 10 minutes
+    python -m benchmarks.threads --workloads W4 --rounds 7 --base ''   # without the old commit
+
+One worker process per variant, each training the same workload with pyldl's fused epoch:
+``auto`` (``PYLDL_NUM_THREADS`` unset: chosen by measuring), ``one`` (1), ``all`` (every
+usable core), ``base`` (commit ``--base``, 26bd714 by default: its fixed rule, from a git
+worktree, on this tree's workloads) and ``bare`` (the original's operations written out in
+NumPy, on NumPy's own OpenBLAS threads). They are timed round by round in rotating order,
+medians of ``--rounds`` rounds (at least 7), first on an idle machine, then with as many
+CPU-bound processes as cores started by the benchmark itself. The GEMM yardstick is a 2048^3
+product through SciPy's OpenBLAS, the BLAS pyldl calls, at one thread and at all cores, under
+the same load. The losses of ``auto``, ``one`` and ``all`` are checked to be bitwise equal.
+
+``--from-json`` redraws the table in docs/performance.md from a saved threads.json.
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+DOC = ROOT / "docs" / "performance.md"
+MARKERS = ("<!-- threads:start -->", "<!-- threads:end -->")
+VARIANTS = ["auto", "one", "all", "base", "bare"]
+GEMM_N = 2048
+
+
+def _worker(conn, impl, env, base):
+    """A comparison worker (benchmarks._runners.worker); with ``base``, on that tree's pyldl and
+    this tree's workloads."""
+    if base:
+        sys.path.insert(0, base)
+        import pyldl  # noqa: F401  (the base tree's)
+
+        spec = importlib.util.spec_from_file_location("pyldl.workloads", ROOT / "pyldl" / "workloads.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["pyldl.workloads"] = module
+        spec.loader.exec_module(module)
+    from benchmarks._runners import worker
+
+    worker(conn, impl, env)
+
+
+class Worker:
+    def __init__(self, context, variant, impl, env, base=None):
+        self.variant = variant
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_worker, args=(child, impl, env, base), daemon=True)
+        saved = dict(os.environ)
+        os.environ.update(env)
+        if "PYLDL_NUM_THREADS" not in env:  # auto, base, bare: no setting
+            os.environ.pop("PYLDL_NUM_THREADS", None)
+        try:
+            self.process.start()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        child.close()
+
+    def ask(self, *request):
+        self.conn.send(request)
+        status, value = self.conn.recv()
+        if status != "ok":
+            raise RuntimeError(f"{self.variant}: {value}")
+        return value
+
+    def close(self):
+        try:
+            self.conn.send(("quit",))
+            self.conn.recv()
+        except (BrokenPipeError, EOFError, OSError):
+            pass
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.terminate()
+
+
+def gemm_rates(cores):
+    """GFLOP/s of a 2048^3 float64 product through SciPy's OpenBLAS at 1 and ``cores`` threads."""
+    import numpy as np
+    from scipy.linalg import blas
+    from threadpoolctl import threadpool_limits
+
+    rs = np.random.RandomState(0)
+    A, B = (np.asfortranarray(rs.standard_normal((GEMM_N, GEMM_N))) for _ in range(2))
+    rates = {}
+    for threads in sorted({1, cores}):
+        with threadpool_limits(threads, user_api="blas"):
+            blas.dgemm(1.0, A, B)
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                blas.dgemm(1.0, A, B)
+                times.append(time.perf_counter() - start)
+        rates[threads] = 2 * GEMM_N**3 / min(times) / 1e9
+    return rates
+
+
+def busy(cores):
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores)]
+
+
+def measure(args, workers, key, dtype, cores):
+    """One cell: warm every worker up (auto makes its choice there), then rounds in rotation."""
+    from pyldl.workloads import WORKLOADS
+
+    workload = WORKLOADS[key]
+    n_samples = workload.quick_samples
+    losses, epoch = {}, {}
+    for name, handle in workers.items():
+        reply = handle.ask("prepare", key, dtype, n_samples, args.warmup)
+        losses[name], epoch[name] = reply["losses"], min(reply["epoch_times"])
+    reps = max(1, round(args.min_time / max(min(epoch.values()), 1e-4)))
+    times = {name: [] for name in workers}
+    names = list(workers)
+    for r in range(args.rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            times[name].append(workers[name].ask("time", reps, args.pause))
+    for handle in workers.values():
+        handle.ask("drop")
+    same = {name: losses[name] == losses["one"] for name in ("auto", "all") if name in losses}
+    flops = workload.flops_per_epoch(n_samples or len(workload.data()[0]))
+    return {
+        "workload": key,
+        "dtype": dtype,
+        "samples": n_samples,
+        "reps": reps,
+        "seconds": {name: sorted(t)[len(t) // 2] for name, t in times.items()},
+        "rounds": times,
+        "gflops_per_epoch": flops / 1e9,
+        "bitwise_equal_to_one": same,
+    }
+
+
+def run(args):
+    import multiprocessing
+
+    from pyldl import threads
+
+    cores = threads.usable_cores()
+    context = multiprocessing.get_context("spawn")
+    base = None
+    if args.base:
+        base = tempfile.mkdtemp(prefix="pyldl-base-")
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", base, args.base], check=True)
+    specs = {
+        "auto": ("fused", {}),
+        "one": ("fused", {"PYLDL_NUM_THREADS": "1"}),
+        "all": ("fused", {"PYLDL_NUM_THREADS": str(cores)}),
+        "bare": ("bare", {}),
+    }
+    report = {"cores": cores, "base": args.base, "rounds": args.rounds, "conditions": {}}
+    try:
+        for condition in ("idle", "loaded"):
+            load = busy(cores) if condition == "loaded" else []
+            try:
+                time.sleep(1.0 if load else 0.0)
+                workers = {name: Worker(context, name, impl, env) for name, (impl, env) in specs.items()}
+                if base:
+                    workers["base"] = Worker(context, "base", "fused", {}, base)
+                for handle in workers.values():
+                    handle.ask("ping")
+                cells = []
+                report["conditions"][condition] = {
+                    "load_average_before": list(os.getloadavg()),
+                    "gemm_gflops": gemm_rates(cores),
+                    "cells": cells,
+                }
+                for key in args.workloads:
+                    for dtype in args.dtypes:
+                        cells.append(measure(args, workers, key, dtype, cores))
+                        print(table_row(cells[-1], report["conditions"][condition]), flush=True)
+                report["conditions"][condition]["load_average_after"] = list(os.getloadavg())
+                for handle in workers.values():
+                    handle.close()
+            finally:
+                for process in load:
+                    process.kill()
+                    process.wait()
+    finally:
+        if base:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", base], check=False)
+    return report
+
+
+def ratio(a, b):
+    return "n/a" if not a or not b else f"{a / b:.2f}x"
+
+
+def table_row(cell, condition):
+    s = cell["seconds"]
+    gemm = condition["gemm_gflops"]
+    rate = cell["gflops_per_epoch"] / s["auto"]
+    best = max(float(v) for v in gemm.values())
+    same = "yes" if all(cell["bitwise_equal_to_one"].values()) else "NO"
+    dtype = cell["dtype"].replace("float", "f")
+    return (
+        f"| {cell['workload']} {dtype} | {s.get('base', 0):.4f} | {s['one']:.4f} | {s['all']:.4f} | "
+        f"{s['auto']:.4f} | {ratio(s.get('base'), s['auto'])} | {ratio(s['one'], s['auto'])} | "
+        f"{ratio(s.get('bare'), s['auto'])} | {100 * rate / best:.0f}% | {same} |"
+    )
+
+
+def render(report):
+    lines = [
+        f"Measured by `python -m benchmarks.threads` on {report['cores']} usable cores, medians of "
+        f"{report['rounds']} rounds; base: commit {report['base'] or 'not run'}. Seconds per epoch "
+        "(float64 unless named); speed-ups of the automatic choice; % of the GEMM rate (2048^3 "
+        "through SciPy's OpenBLAS, the best of one thread and all cores, same load); the losses of "
+        "auto and all cores bitwise those of one thread.",
+        "",
+    ]
+    for name, condition in report["conditions"].items():
+        gemm = ", ".join(f"{t} thread(s) {g:.0f}" for t, g in condition["gemm_gflops"].items())
+        load = condition["load_average_before"][0]
+        what = (
+            "nothing else running" if name == "idle" else f"{report['cores']} CPU-bound processes beside it"
+        )
+        lines += [
+            f"**{name.capitalize()}** ({what}; load average {load:.1f} at the start; GEMM GFLOP/s: {gemm}):",
+            "",
+            "| workload | base | one | all | auto | auto vs base | auto vs one | auto vs bare NumPy "
+            "| auto, % GEMM | bitwise |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        lines += [table_row(cell, condition) for cell in condition["cells"]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_doc(text):
+    page = DOC.read_text()
+    start, end = page.index(MARKERS[0]) + len(MARKERS[0]), page.index(MARKERS[1])
+    DOC.write_text(page[:start] + "\n" + text + "\n" + page[end:])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.threads", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--workloads", default="W1,W2,W3,W4,W5,W6,W9,W10")
+    parser.add_argument("--dtypes", default="float64")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--warmup", type=int, default=10, help="untimed epochs first (auto chooses there)")
+    parser.add_argument("--min-time", type=float, default=0.2, help="seconds per timed call")
+    parser.add_argument("--pause", type=float, default=0.05)
+    parser.add_argument("--base", default="26bd714", help="the commit to compare with ('' for none)")
+    parser.add_argument("--from-json", type=Path)
+    args = parser.parse_args(argv)
+    args.workloads = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
+    args.dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    if args.rounds < 7:
+        parser.error("--rounds: at least 7")
+    if args.from_json:
+        report = json.loads(args.from_json.read_text())
+    else:
+        report = run(args)
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "threads.json").write_text(json.dumps(report, indent=1))
+    text = render(report)
+    write_doc(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -6,11 +6,12 @@ same losses whatever the count, and whatever the machine's load.
 
 Automatic choice (the default), as FFTW's planner or cuDNN's benchmark mode choose: runs take
 turns with each candidate count (1, 2, 4, ... up to ``usable_cores()``) until each has
-``SAMPLES`` timed runs, and the count with the lowest median seconds per row is kept. It is
-remembered for the process by the products' shapes, the batch's rows and the dtype (a grid
-search builds hundreds of networks of a few shapes), and measured again when the kept count's
-times drift past ``DRIFT`` times those it was chosen on for ``DRIFT_RUNS`` runs in a row (the
-machine got busy or idle). The first run of each shape is not timed (it may compile).
+``SAMPLES`` timed runs, and the count with the lowest seconds per row is kept (the first run
+at each count is not timed: it may compile, or start the threads). It is remembered for the
+process by the products' shapes, the batch's rows and the dtype (a grid search builds hundreds
+of networks of a few shapes), and measured again when the kept count's times drift past
+``DRIFT`` times those it was chosen on for ``DRIFT_RUNS`` runs in a row (the machine got busy
+or idle).
 
 Caps, smallest first: one thread while other pyldl runs or a sweep run at once (the count is
 process-wide for OpenBLAS; a sweep fills the cores with trainings), and in a process forked
@@ -119,29 +120,28 @@ class _Choice:
     def __init__(self, candidates):
         self.candidates = candidates
         self.samples = {count: [] for count in candidates}
-        self.kept, self.chosen_at, self.drifted, self.warm = None, None, 0, False
+        self.warm = set()  # counts that ran once: a first run may compile or start threads
+        self.kept, self.chosen_at, self.drifted = None, None, 0
 
     def next(self):
         if self.kept is not None:
             return self.kept
-        return min(self.candidates, key=lambda count: len(self.samples[count]))  # in turns
+        return min(self.candidates, key=lambda c: (c in self.warm) + len(self.samples[c]))  # in turns
 
     def record(self, count, seconds):
-        if not self.warm:
-            self.warm = True  # the first run may compile
-            return
-        if self.kept is None:
+        if count not in self.warm:
+            self.warm.add(count)
+        elif self.kept is None:
             self.samples[count].append(seconds)
             if all(len(times) >= SAMPLES for times in self.samples.values()):
-                medians = {c: sorted(times)[len(times) // 2] for c, times in self.samples.items()}
-                self.kept = min(medians, key=medians.get)
-                self.chosen_at = medians[self.kept]
-            return
-        if seconds > self.chosen_at * DRIFT or seconds * DRIFT < self.chosen_at:
+                best = {c: min(times) for c, times in self.samples.items()}
+                self.kept = min(best, key=best.get)
+                self.chosen_at = best[self.kept]
+        elif seconds > self.chosen_at * DRIFT or seconds * DRIFT < self.chosen_at:
             self.drifted += 1
             if self.drifted >= DRIFT_RUNS:  # measure again
-                self.__init__(self.candidates)
-                self.warm = True
+                self.samples = {c: [] for c in self.candidates}
+                self.kept, self.chosen_at, self.drifted = None, None, 0
         else:
             self.drifted = 0
 

@@ -140,12 +140,16 @@ def test_two_threads_match_one_after_the_other(modes, dtypes, permutation_per_th
 @pytest.mark.parametrize(
     ("m", "n", "k", "count"),
     [
-        (64, 100, 256, 4),
-        (100, 256, 64, 4),
+        (64, 128, 64, 2),  # 4 * PANEL_WORK: the least that is cut
+        (64, 128, 63, 1),
+        (64, 100, 256, 2),
+        (100, 256, 64, 2),
+        (64, 512, 256, 8),  # 64 times that: twice as many panels for every 4 times the work
         (8, 8, 8, 1),
         (64, 4, 100, 1),
-        (2048, 2048, 256, 16),
-        (33, 130, 200, 2),
+        (2048, 2048, 256, 16),  # at most MAX_PANELS
+        (16, 2048, 2048, 16),
+        (12, 9, 100000, 1),  # none narrower than 8
     ],
 )
 def test_panels_are_fixed_by_the_shape(m, n, k, count):
@@ -220,21 +224,28 @@ def test_losses_are_bitwise_the_same_under_load():
 
 def test_the_choice_takes_turns_keeps_the_fastest_and_measures_again_on_drift():
     choice = _threads._Choice([1, 2, 4])
-    choice.record(choice.next(), 100.0)  # the first run (it may compile) is not counted
     seconds = {1: 3.0, 2: 1.0, 4: 2.0}
     turns = []
-    for _ in range(3 * _threads.SAMPLES):
+    for _ in range(3 * (1 + _threads.SAMPLES)):
         count = choice.next()
         turns.append(count)
-        choice.record(count, seconds[count])
-    assert sorted(turns) == sorted([1, 2, 4] * _threads.SAMPLES) and turns[:3] == [1, 2, 4]
-    assert choice.next() == 2
+        # a first run at each count (compiling, starting threads) is slow and not counted
+        choice.record(count, 100.0 if turns.count(count) == 1 else seconds[count])
+    assert turns == [1, 2, 4] * (1 + _threads.SAMPLES)
+    assert choice.next() == 2 and choice.chosen_at == 1.0
     choice.record(2, 1.2)  # within DRIFT: kept
     for _ in range(_threads.DRIFT_RUNS - 1):
-        choice.record(2, 1.0 * _threads.DRIFT * 1.1)
+        choice.record(2, _threads.DRIFT * 1.1)
+    choice.record(2, 1.0)  # back within DRIFT: the count of drifted runs starts again
+    for _ in range(_threads.DRIFT_RUNS - 1):
+        choice.record(2, _threads.DRIFT * 1.1)
     assert choice.next() == 2
-    choice.record(2, 1.0 * _threads.DRIFT * 1.1)  # DRIFT_RUNS in a row: measure again
-    assert choice.kept is None and choice.next() == 1
+    choice.record(2, _threads.DRIFT * 1.1)  # DRIFT_RUNS in a row: measure again, in turns
+    assert choice.kept is None and [choice.next() for _ in range(1)] == [1]
+    for count in [1, 2, 4] * _threads.SAMPLES:
+        assert choice.next() == count
+        choice.record(count, {1: 1.0, 2: 5.0, 4: 5.0}[count])  # busy now: one thread is best
+    assert choice.next() == 1
 
 
 def test_the_setting_the_argument_and_the_environment():

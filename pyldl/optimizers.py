@@ -22,7 +22,7 @@ from .base import Activation, Module, as_float_array, check_2d, check_same_rows,
 from .checkpoints import save
 from .exceptions import DimensionMismatchError, DivergenceError
 from .kernels import optimizers as kernels
-from .kernels._blas import panels
+from .kernels._blas import one_thread, panels
 from .layers import AutoEncoder, Sequential
 from .losses import BCELoss, CrossEntropyLoss, MSELoss
 from .modules import Conv1D, Flatten, Linear, MaxPool1D
@@ -389,6 +389,9 @@ class _Plan:
             panels(*p) > 1 or panels(p[0], p[2], p[1]) > 1 or panels(p[2], p[1], p[0]) > 1 for p in products
         )
         self._threads_key = (self.dtype.char, rows, tuple(products)) if split else None
+        # OpenBLAS threads a product from 4 * 65536 multiply-adds: kept on one thread, it gives
+        # the same bits whatever its count
+        self._blas_sized = any(math.prod(p) >= 4 * 65536 for p in products)
         if self._work.size < size:
             self._work = np.empty(size, self.dtype)
 
@@ -430,21 +433,16 @@ class _Plan:
         rows = min(batch_size, len(X))
         if rows > self._rows:
             self._lay_out(rows)
-        with _threads.running(self._threads_key, self.threads) as run:
-            value = self._epoch(
-                self._plan,
-                self._layout,
-                X,
-                y,
-                batch_size,
-                lr,
-                self.loss,
-                self.eps,
-                self._work,
-                saved,
-                run.threads,
-            )
-            run.record(len(X))
+        args = (self._plan, self._layout, X, y, batch_size, lr, self.loss, self.eps, self._work, saved)
+        if self._threads_key is not None:
+            with _threads.running(self._threads_key, self.threads) as run:
+                value = self._epoch(*args, run.threads)
+                run.record(len(X))
+        elif self._blas_sized:
+            with one_thread():
+                value = self._epoch(*args, 1)
+        else:
+            value = self._epoch(*args, 1)
         return self.dtype.type(value)
 
     def restore(self):

@@ -6,8 +6,9 @@ same losses whatever the count, and whatever the machine's load.
 
 Automatic choice (the default), as FFTW's planner or cuDNN's benchmark mode choose: runs take
 turns with each candidate count (1, 2, 4, ... up to ``usable_cores()``) until each has
-``SAMPLES`` timed runs, and the count with the lowest seconds per row is kept (the first run
-at each count is not timed: it may compile, or start the threads). It is remembered for the
+``SAMPLES`` timed runs and ``SAMPLE_SECONDS`` of them, and the count with the lowest median
+seconds per row is kept (the first run at each count is not timed: it may compile, or start
+the threads). It is remembered for the
 process by the products' shapes, the batch's rows and the dtype (a grid search builds hundreds
 of networks of a few shapes), and measured again when the kept count's times drift past
 ``DRIFT`` times those it was chosen on for ``DRIFT_RUNS`` runs in a row (the machine got busy
@@ -25,13 +26,14 @@ import os
 import threading
 import time
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 
 import numba
 
 from .kernels import _blas
 
-SAMPLES = 2  # timed runs of each candidate before choosing
+SAMPLES, SAMPLE_SECONDS = 3, 0.02  # timed runs of each candidate, and seconds, before choosing
 DRIFT, DRIFT_RUNS = 1.5, 3
 _ENV = "PYLDL_NUM_THREADS"
 
@@ -93,9 +95,10 @@ def _quota():
     return max(1, math.ceil(int(quota) / int(period)))
 
 
+@cache
 def usable_cores():
     """The cores this process may run on: its CPU affinity, a container's CPU quota, and
-    Numba's thread pool (``NUMBA_NUM_THREADS``)."""
+    Numba's thread pool (``NUMBA_NUM_THREADS``), as they were at the first call."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
@@ -117,31 +120,32 @@ def _candidates(cap):
 class _Choice:
     """The measurements and the kept count for one key."""
 
-    def __init__(self, candidates):
+    def __init__(self, candidates, warm=()):
         self.candidates = candidates
-        self.samples = {count: [] for count in candidates}
-        self.warm = set()  # counts that ran once: a first run may compile or start threads
+        self.samples = {count: [] for count in candidates}  # seconds per row
+        self.spent = dict.fromkeys(candidates, 0.0)
+        self.warm = set(warm)  # counts that ran once: a first run may compile or start threads
         self.kept, self.chosen_at, self.drifted = None, None, 0
 
     def next(self):
         if self.kept is not None:
             return self.kept
-        return min(self.candidates, key=lambda c: (c in self.warm) + len(self.samples[c]))  # in turns
+        return min(self.candidates, key=lambda c: ((c in self.warm) + len(self.samples[c]), self.spent[c]))
 
-    def record(self, count, seconds):
+    def record(self, count, seconds, rows):
         if count not in self.warm:
             self.warm.add(count)
         elif self.kept is None:
-            self.samples[count].append(seconds)
-            if all(len(times) >= SAMPLES for times in self.samples.values()):
-                best = {c: min(times) for c, times in self.samples.items()}
-                self.kept = min(best, key=best.get)
-                self.chosen_at = best[self.kept]
-        elif seconds > self.chosen_at * DRIFT or seconds * DRIFT < self.chosen_at:
+            self.samples[count].append(seconds / rows)
+            self.spent[count] += seconds
+            if all(len(t) >= SAMPLES and self.spent[c] >= SAMPLE_SECONDS for c, t in self.samples.items()):
+                medians = {c: sorted(t)[len(t) // 2] for c, t in self.samples.items()}
+                self.kept = min(medians, key=medians.get)
+                self.chosen_at = medians[self.kept]
+        elif seconds > self.chosen_at * rows * DRIFT or seconds * DRIFT < self.chosen_at * rows:
             self.drifted += 1
             if self.drifted >= DRIFT_RUNS:  # measure again
-                self.samples = {c: [] for c in self.candidates}
-                self.kept, self.chosen_at, self.drifted = None, None, 0
+                self.__init__(self.candidates, self.warm)
         else:
             self.drifted = 0
 
@@ -186,4 +190,4 @@ class _Run:
     def record(self, rows):
         """The run's time per row, for the choice (when one is being made)."""
         if self._choice is not None and rows:
-            self._choice.record(self.threads, (time.perf_counter() - self._start) / rows)
+            self._choice.record(self.threads, time.perf_counter() - self._start, rows)

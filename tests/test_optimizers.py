@@ -4,6 +4,7 @@ path and the plain-NumPy reference give the same losses and parameters."""
 # PyLDL draws from NumPy's global RNG, so these tests do too.
 # ruff: noqa: NPY002
 
+import contextlib
 import math
 import threading
 
@@ -222,23 +223,28 @@ def test_workloads_at_reduced_size(key):
 
 def test_products_large_enough_are_split_and_blas_runs_on_one_thread(monkeypatch):
     """W4's products (64 rows x 256 x 100) are split into panels, so their thread count is
-    chosen (keyed by the products, rows and dtype); W2's are too small. Inside an epoch SciPy's
-    OpenBLAS is on one thread, and its count comes back afterwards."""
+    chosen (keyed by the products, rows and dtype), with SciPy's OpenBLAS on one thread inside;
+    W2's are too small for either. The OpenBLAS count comes back afterwards."""
     seen, running = [], _threads.running
 
+    @contextlib.contextmanager
     def spy(key, threads=None):
-        seen.append((key, _blas.blas_threads()))
-        return running(key, threads)
+        with running(key, threads) as run:
+            seen.append((key, _blas.blas_threads()))
+            yield run
 
     monkeypatch.setattr(_threads, "running", spy)
     before = _blas.blas_threads()
-    for key, rows in (("W4", 64), ("W2", 64)):
+    plans = {}
+    for key in ("W4", "W2"):
         workload = WORKLOADS[key]
-        X, y = workload.data(rows)
-        Trainer(workload.network(), workload.loss_module(), X, y, workload.batch_size, 0.01).epoch()
-    (w4_key, _), (w2_key, _) = seen
-    assert w4_key == ("d", 64, ((64, 100, 256), (64, 4, 100), (64, 100, 4), (64, 256, 100)))
-    assert w2_key is None
+        X, y = workload.data(64)
+        trainer = Trainer(workload.network(), workload.loss_module(), X, y, workload.batch_size, 0.01)
+        trainer.epoch()
+        plans[key] = trainer._plan
+    assert seen == [(("d", 64, ((64, 100, 256), (64, 4, 100), (64, 100, 4), (64, 256, 100))), 1)]
+    assert plans["W4"]._threads_key == seen[0][0]
+    assert plans["W2"]._threads_key is None and not plans["W2"]._blas_sized
     assert _blas.blas_threads() == before
 
 

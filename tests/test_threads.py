@@ -224,28 +224,43 @@ def test_losses_are_bitwise_the_same_under_load():
 
 def test_the_choice_takes_turns_keeps_the_fastest_and_measures_again_on_drift():
     choice = _threads._Choice([1, 2, 4])
-    seconds = {1: 3.0, 2: 1.0, 4: 2.0}
+    seconds = {1: 3.0, 2: 1.0, 4: 2.0}  # per run of 1 row
     turns = []
     for _ in range(3 * (1 + _threads.SAMPLES)):
         count = choice.next()
         turns.append(count)
         # a first run at each count (compiling, starting threads) is slow and not counted
-        choice.record(count, 100.0 if turns.count(count) == 1 else seconds[count])
-    assert turns == [1, 2, 4] * (1 + _threads.SAMPLES)
+        choice.record(count, 100.0 if turns.count(count) == 1 else seconds[count], 1)
+    assert turns[:3] == [1, 2, 4] and sorted(turns) == sorted([1, 2, 4] * (1 + _threads.SAMPLES))
     assert choice.next() == 2 and choice.chosen_at == 1.0
-    choice.record(2, 1.2)  # within DRIFT: kept
+    choice.record(2, 2.4, 2)  # per row within DRIFT: kept
     for _ in range(_threads.DRIFT_RUNS - 1):
-        choice.record(2, _threads.DRIFT * 1.1)
-    choice.record(2, 1.0)  # back within DRIFT: the count of drifted runs starts again
+        choice.record(2, _threads.DRIFT * 1.1, 1)
+    choice.record(2, 1.0, 1)  # back within DRIFT: the count of drifted runs starts again
     for _ in range(_threads.DRIFT_RUNS - 1):
-        choice.record(2, _threads.DRIFT * 1.1)
+        choice.record(2, _threads.DRIFT * 1.1, 1)
     assert choice.next() == 2
-    choice.record(2, _threads.DRIFT * 1.1)  # DRIFT_RUNS in a row: measure again, in turns
-    assert choice.kept is None and [choice.next() for _ in range(1)] == [1]
-    for count in [1, 2, 4] * _threads.SAMPLES:
-        assert choice.next() == count
-        choice.record(count, {1: 1.0, 2: 5.0, 4: 5.0}[count])  # busy now: one thread is best
+    choice.record(2, _threads.DRIFT * 1.1, 1)  # DRIFT_RUNS in a row: measure again, in turns
+    assert choice.kept is None
+    turns = []
+    for _ in range(3 * _threads.SAMPLES):  # no first runs this time: they are warm
+        turns.append(choice.next())
+        choice.record(turns[-1], {1: 1.0, 2: 5.0, 4: 5.0}[turns[-1]], 1)  # busy now: one thread is best
+    assert sorted(turns) == sorted([1, 2, 4] * _threads.SAMPLES)
     assert choice.next() == 1
+
+
+def test_the_choice_waits_for_enough_seconds_of_short_runs():
+    choice = _threads._Choice([1, 2])
+    for count in (1, 2):
+        choice.record(count, 1.0, 1)  # first runs
+    runs = 0
+    while choice.kept is None:
+        count = choice.next()
+        choice.record(count, 0.001 if count == 2 else 0.002, 1)
+        runs += 1
+    assert choice.kept == 2
+    assert runs >= 2 * _threads.SAMPLE_SECONDS / 0.002  # both counts timed for SAMPLE_SECONDS
 
 
 def test_the_setting_the_argument_and_the_environment():

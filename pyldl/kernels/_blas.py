@@ -121,7 +121,7 @@ def _fortran_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc
     """Fortran BLAS's gemm of alpha's dtype, on addresses (the arguments as BLAS names them)."""
 
 
-@overload(_fortran_gemm, jit_options=OPTIONS, inline="always")
+@overload(_fortran_gemm, jit_options=OPTIONS)
 def _fortran_gemm_blas(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
     blas = _DGEMM if alpha == types.float64 else _SGEMM
 
@@ -189,13 +189,15 @@ def _gemm_blas(trans_a, trans_b, alpha, A, B, beta, C, threads):
         alpha, beta = C.dtype.type(alpha), C.dtype.type(beta)
         a, b, c = np.intp(A.ctypes.data), np.intp(B.ctypes.data), np.intp(C.ctypes.data)
         lda, ldb, ldc = A.strides[0] // size, B.strides[0] // size, C.strides[0] // size
-        if count > 1 and threads > 1:
+        if count == 1:
+            _fortran_gemm(trans_b, trans_a, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc)
+        elif threads > 1:
             _panels_side_by_side(
                 count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, size
             )
-            return
-        for i in range(count):
-            _panel(i, count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, size)
+        else:
+            for i in range(count):
+                _panel(i, count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, size)
 
     return impl
 

@@ -10,9 +10,9 @@ turns with each candidate count (1, 2, 4, ... up to ``usable_cores()``) until ea
 seconds per row is kept (the first run at each count is not timed: it may compile, or start
 the threads). It is remembered for the
 process by the products' shapes, the batch's rows and the dtype (a grid search builds hundreds
-of networks of a few shapes), and measured again when the kept count's times drift past
-``DRIFT`` times those it was chosen on for ``DRIFT_RUNS`` runs in a row (the machine got busy
-or idle).
+of networks of a few shapes), and measured again when the median of the kept count's last
+``DRIFT_RUNS`` runs drifts past ``DRIFT`` times the time it was chosen on: slower where fewer
+threads may now win (the machine got busy), faster where more may (it got idle).
 
 Caps, smallest first: one thread while other pyldl runs or a sweep run at once (the count is
 process-wide for OpenBLAS; a sweep fills the cores with trainings), and in a process forked
@@ -34,7 +34,7 @@ import numba
 from .kernels import _blas
 
 SAMPLES, SAMPLE_SECONDS = 3, 0.02  # timed runs of each candidate, and seconds, before choosing
-DRIFT, DRIFT_RUNS = 1.5, 3
+DRIFT, DRIFT_RUNS = 1.5, 5
 _ENV = "PYLDL_NUM_THREADS"
 
 
@@ -125,7 +125,7 @@ class _Choice:
         self.samples = {count: [] for count in candidates}  # seconds per row
         self.spent = dict.fromkeys(candidates, 0.0)
         self.warm = set(warm)  # counts that ran once: a first run may compile or start threads
-        self.kept, self.chosen_at, self.drifted = None, None, 0
+        self.kept, self.chosen_at, self.recent = None, None, []
 
     def next(self):
         if self.kept is not None:
@@ -142,12 +142,13 @@ class _Choice:
                 medians = {c: sorted(t)[len(t) // 2] for c, t in self.samples.items()}
                 self.kept = min(medians, key=medians.get)
                 self.chosen_at = medians[self.kept]
-        elif seconds > self.chosen_at * rows * DRIFT or seconds * DRIFT < self.chosen_at * rows:
-            self.drifted += 1
-            if self.drifted >= DRIFT_RUNS:  # measure again
-                self.__init__(self.candidates, self.warm)
         else:
-            self.drifted = 0
+            self.recent = [*self.recent[1 - DRIFT_RUNS :], seconds / rows]
+            typical = sorted(self.recent)[len(self.recent) // 2]
+            slower = typical > self.chosen_at * DRIFT and self.kept > 1  # fewer threads may win now
+            faster = typical * DRIFT < self.chosen_at and self.kept < max(self.candidates)  # more may
+            if len(self.recent) == DRIFT_RUNS and (slower or faster):  # measure again
+                self.__init__(self.candidates, self.warm)
 
 
 @contextmanager

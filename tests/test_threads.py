@@ -233,14 +233,14 @@ def test_the_choice_takes_turns_keeps_the_fastest_and_measures_again_on_drift():
         choice.record(count, 100.0 if turns.count(count) == 1 else seconds[count], 1)
     assert turns[:3] == [1, 2, 4] and sorted(turns) == sorted([1, 2, 4] * (1 + _threads.SAMPLES))
     assert choice.next() == 2 and choice.chosen_at == 1.0
-    choice.record(2, 2.4, 2)  # per row within DRIFT: kept
-    for _ in range(_threads.DRIFT_RUNS - 1):
-        choice.record(2, _threads.DRIFT * 1.1, 1)
-    choice.record(2, 1.0, 1)  # back within DRIFT: the count of drifted runs starts again
-    for _ in range(_threads.DRIFT_RUNS - 1):
-        choice.record(2, _threads.DRIFT * 1.1, 1)
+    slow = _threads.DRIFT * 1.1
+    choice.record(2, 2.4, 2)  # per row, within DRIFT: kept
+    for _ in range(_threads.DRIFT_RUNS - 3):
+        choice.record(2, 1.0, 1)
+    for _ in range(2):
+        choice.record(2, slow, 1)  # a minority of the last DRIFT_RUNS slow: the median stays
     assert choice.next() == 2
-    choice.record(2, _threads.DRIFT * 1.1, 1)  # DRIFT_RUNS in a row: measure again, in turns
+    choice.record(2, slow, 1)  # now most of them: measure again, in turns
     assert choice.kept is None
     turns = []
     for _ in range(3 * _threads.SAMPLES):  # no first runs this time: they are warm
@@ -248,6 +248,12 @@ def test_the_choice_takes_turns_keeps_the_fastest_and_measures_again_on_drift():
         choice.record(turns[-1], {1: 1.0, 2: 5.0, 4: 5.0}[turns[-1]], 1)  # busy now: one thread is best
     assert sorted(turns) == sorted([1, 2, 4] * _threads.SAMPLES)
     assert choice.next() == 1
+    for _ in range(2 * _threads.DRIFT_RUNS):
+        choice.record(1, 10.0, 1)  # busier still: fewer threads than one cannot help
+    assert choice.next() == 1 and choice.kept == 1
+    for _ in range(_threads.DRIFT_RUNS):
+        choice.record(1, 0.5, 1)  # idle again: more threads may help
+    assert choice.kept is None
 
 
 def test_the_choice_waits_for_enough_seconds_of_short_runs():

@@ -252,7 +252,12 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=10, help="untimed epochs first (auto chooses there)")
     parser.add_argument("--min-time", type=float, default=0.2, help="seconds per timed call")
-    parser.add_argument("--pause", type=float, default=0.05)
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=0.2,
+        help="seconds of rest before each timed call (spinning BLAS threads of the previous one go to sleep)",
+    )
     parser.add_argument("--base", default="26bd714", help="the commit to compare with ('' for none)")
     parser.add_argument("--from-json", type=Path)
     args = parser.parse_args(argv)

@@ -13,7 +13,12 @@ CPU-bound processes as cores started by the benchmark itself. The GEMM yardstick
 product through SciPy's OpenBLAS, the BLAS pyldl calls, at one thread and at all cores, under
 the same load. The losses of ``auto``, ``one`` and ``all`` are checked to be bitwise equal.
 
-``--from-json`` redraws the table in docs/performance.md from a saved threads.json.
+``--numpy-pool`` measures instead what NumPy's own OpenBLAS, a second thread pool in the same
+process, does to pyldl's threads: W10's epochs with and without a NumPy product just before
+each, on 1, 2 and the automatic count of threads, and again with ``OPENBLAS_THREAD_TIMEOUT=4``
+set before NumPy is imported (a subprocess each).
+
+``--from-json`` redraws the tables in docs/performance.md from a saved threads.json.
 """
 
 import argparse
@@ -30,6 +35,41 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DOC = ROOT / "docs" / "performance.md"
 MARKERS = ("<!-- threads:start -->", "<!-- threads:end -->")
+POOL_MARKERS = ("<!-- numpy-pool:start -->", "<!-- numpy-pool:end -->")
+_POOL_SCRIPT = """
+import json, sys, time
+import numpy as np
+from pyldl import threads
+from pyldl.optimizers import Trainer
+from pyldl.workloads import WORKLOADS
+
+w = WORKLOADS["W10"]
+X, y = w.data()
+A, B = np.random.rand(2000, 256), np.random.rand(256, 256)
+out = {}
+for between in (False, True):
+    threads._choices.clear()
+    trainers = {t: Trainer(w.network(), w.loss_module(), X, y, w.batch_size, w.gradient_step,
+                           order=w.permutation(len(X)), threads=t) for t in (1, 2, None)}
+    for trainer in trainers.values():
+        for _ in range(12):  # the automatic one chooses here, with or without the products
+            if between:
+                A @ B
+            trainer.epoch()
+    times = {t: [] for t in trainers}
+    for _ in range(int(sys.argv[1])):
+        for t, trainer in trainers.items():
+            if between:
+                A @ B  # a NumPy product: NumPy's own OpenBLAS, on its default threads
+            else:
+                time.sleep(0.2)
+            start = time.perf_counter()
+            trainer.epoch()
+            times[t].append(time.perf_counter() - start)
+    out["numpy product before each" if between else "nothing before"] = {
+        str(t or "auto"): sorted(v)[len(v) // 2] for t, v in times.items()}
+print(json.dumps(out))
+"""
 VARIANTS = ["auto", "one", "all", "base", "bare"]
 GEMM_N = 2048
 
@@ -237,9 +277,47 @@ def render(report):
     return "\n".join(lines)
 
 
-def write_doc(text):
+def numpy_pool(rounds):
+    """W10's seconds per epoch by thread count, with and without a NumPy product before each
+    epoch, with OpenBLAS's default thread timeout and with OPENBLAS_THREAD_TIMEOUT=4."""
+    report = {}
+    for timeout in (None, "4"):
+        env = {
+            k: v for k, v in os.environ.items() if k not in ("PYLDL_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT")
+        }
+        if timeout:
+            env["OPENBLAS_THREAD_TIMEOUT"] = timeout
+        done = subprocess.run(
+            [sys.executable, "-c", _POOL_SCRIPT, str(rounds)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        report[f"OPENBLAS_THREAD_TIMEOUT={timeout}" if timeout else "default"] = json.loads(done.stdout)
+    return report
+
+
+def render_pool(pool, rounds):
+    lines = [
+        f"W10 float64, seconds per epoch, medians of {rounds} rounds (`python -m benchmarks.threads "
+        "--numpy-pool`); before each epoch either a 0.2 s rest or a NumPy product (2000x256 by "
+        "256x256, NumPy's OpenBLAS on its default threads):",
+        "",
+        "| NumPy's OpenBLAS | before each epoch | one thread | two threads | automatic |",
+        "|---|---|---|---|---|",
+    ]
+    for setting, cases in pool.items():
+        for case, seconds in cases.items():
+            lines.append(
+                f"| {setting} | {case} | {seconds['1']:.4f} | {seconds['2']:.4f} | {seconds['auto']:.4f} |"
+            )
+    return "\n".join(lines)
+
+
+def write_doc(text, markers=MARKERS):
     page = DOC.read_text()
-    start, end = page.index(MARKERS[0]) + len(MARKERS[0]), page.index(MARKERS[1])
+    start, end = page.index(markers[0]) + len(markers[0]), page.index(markers[1])
     DOC.write_text(page[:start] + "\n" + text + "\n" + page[end:])
 
 
@@ -259,21 +337,33 @@ def main(argv=None):
         help="seconds of rest before each timed call (spinning BLAS threads of the previous one go to sleep)",
     )
     parser.add_argument("--base", default="26bd714", help="the commit to compare with ('' for none)")
+    parser.add_argument(
+        "--numpy-pool", action="store_true", help="measure NumPy's OpenBLAS beside pyldl's threads"
+    )
     parser.add_argument("--from-json", type=Path)
     args = parser.parse_args(argv)
     args.workloads = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
     args.dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     if args.rounds < 7:
         parser.error("--rounds: at least 7")
+    saved = RESULTS / "threads.json"
     if args.from_json:
         report = json.loads(args.from_json.read_text())
     else:
-        report = run(args)
+        report = json.loads(saved.read_text()) if saved.exists() else {}
+        if args.numpy_pool:
+            report["numpy_pool"] = {"rounds": args.rounds, "seconds": numpy_pool(args.rounds)}
+        else:
+            report = {**run(args), "numpy_pool": report.get("numpy_pool")}
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "threads.json").write_text(json.dumps(report, indent=1))
-    text = render(report)
-    write_doc(text)
-    print(text)
+        saved.write_text(json.dumps(report, indent=1))
+    if "conditions" in report:
+        write_doc(render(report))
+        print(render(report))
+    if report.get("numpy_pool"):
+        pool = report["numpy_pool"]
+        write_doc(render_pool(pool["seconds"], pool["rounds"]), POOL_MARKERS)
+        print(render_pool(pool["seconds"], pool["rounds"]))
 
 
 if __name__ == "__main__":

@@ -29,11 +29,9 @@ import zipfile
 
 import numpy as np
 
-from .activations import ReLU, Sigmoid, Softmax, Tanh
 from .base import Module
 from .exceptions import CheckpointError
-from .layers import AutoEncoder, Sequential
-from .modules import Conv1D, Flatten, Linear, MaxPool1D
+from .optimizers import BUILT_INS
 
 __all__ = ["load", "save"]
 
@@ -41,19 +39,8 @@ FORMAT = "pyldl-checkpoint"
 VERSION = 1
 _ARCHITECTURE = "architecture"
 
-# The only classes a checkpoint can hold; load() builds nothing else.
-_CLASSES = {
-    "Linear": Linear,
-    "Conv1D": Conv1D,
-    "MaxPool1D": MaxPool1D,
-    "Flatten": Flatten,
-    "Tanh": Tanh,
-    "Sigmoid": Sigmoid,
-    "Softmax": Softmax,
-    "ReLU": ReLU,
-    "Sequential": Sequential,
-    "AutoEncoder": AutoEncoder,
-}
+# The only classes a checkpoint can hold (pyldl's built-in modules); load() builds nothing else.
+_CLASSES = {cls.__name__: cls for cls in BUILT_INS}
 _NAMES = {cls: name for name, cls in _CLASSES.items()}
 _FIELDS = {
     "Linear": {"type", "in_features", "out_features", "bias", "dtype"},
@@ -310,13 +297,13 @@ class _Reader:
         elif name == "MaxPool1D":
             if not (_is_count(node["k_size"], 1) and _is_count(node["stride"], 1)):
                 self.fail(f"MaxPool1D has invalid settings {node}")
-            module = MaxPool1D(node["k_size"], node["stride"])
+            module = _CLASSES[name](node["k_size"], node["stride"])
         elif name == "Sequential":
             if not isinstance(node["modules"], list):
                 self.fail("Sequential 'modules' is not a list")
-            module = Sequential(*[self.module(child) for child in node["modules"]])
+            module = _CLASSES[name](*[self.module(child) for child in node["modules"]])
         elif name == "AutoEncoder":
-            module = AutoEncoder(self.module(node["encoder"]), self.module(node["decoder"]))
+            module = _CLASSES[name](self.module(node["encoder"]), self.module(node["decoder"]))
         else:
             module = _CLASSES[name]()
         self.nodes[index] = module
@@ -337,10 +324,8 @@ class _Reader:
         # neither draws its random numbers nor moves NumPy's global random state.
         state = np.random.get_state()
         try:
-            if name == "Conv1D":
-                layer = Conv1D(1, 1, 1, stride, bias=bias, dtype=dtype)
-            else:
-                layer = Linear(1, 1, bias=bias, dtype=dtype)
+            sizes = (1, 1, 1, stride) if name == "Conv1D" else (1, 1)
+            layer = _CLASSES[name](*sizes, bias=bias, dtype=dtype)
         finally:
             np.random.set_state(state)
         layer._parameters, layer._bias = weights, b

@@ -16,10 +16,10 @@ import numbers
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import checkpoints
 from . import threads as _threads
 from .activations import ReLU, Sigmoid, Softmax, Tanh
 from .base import Activation, Module, as_float_array, check_2d, check_same_rows, leaves
-from .checkpoints import save
 from .exceptions import DimensionMismatchError, DivergenceError
 from .kernels import optimizers as kernels
 from .kernels._blas import one_thread, panels
@@ -251,6 +251,9 @@ _FUSIONS = {
     ReLU: _fuse_activation(kernels.RELU),
     Softmax: _fuse_activation(kernels.SOFTMAX, rows_only=True),  # on the rows' last axis
 }
+# every built-in module class: the layers registered above, then the containers (checkpoints
+# hold these and nothing else)
+BUILT_INS = (*_FUSIONS, *_CONTAINERS)
 _WEIGHTED = (Linear, Conv1D)
 _SEQUENCE_LENGTH = 2**20  # the length the plan is first folded for, before data is seen
 
@@ -266,7 +269,7 @@ def _layers(network):
         )
         if bad is not None:
             where = " > ".join(type(m).__name__ for m in chain[: bad + 1])
-            names = ", ".join(c.__name__ for c in (*_FUSIONS, *_CONTAINERS))
+            names = ", ".join(c.__name__ for c in BUILT_INS)
             raise TypeError(
                 f"{where} is not a built-in module ({names}; subclasses count as user modules): "
                 "it cannot be fused"
@@ -670,5 +673,5 @@ def SGD(
             trainer.restore()
             raise DivergenceError(len(losses) - 1, losses)
         if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == n_iter):
-            save(network, checkpoint)
+            checkpoints.save(network, checkpoint)
     return losses

@@ -681,17 +681,17 @@ def test_missing_file_is_an_os_error(tmp_path):
 
 
 def test_sgd_saves_a_checkpoint_every_k_epochs_and_after_the_last(tmp_path, monkeypatch):
-    import pyldl.optimizers
+    import pyldl.checkpoints
 
     saved_after = []
-    real_save = pyldl.optimizers.save
+    real_save = pyldl.checkpoints.save
 
     def counting_save(network, path):
         saved_after.append(len(losses_so_far))
         real_save(network, path)
 
     losses_so_far = []
-    monkeypatch.setattr(pyldl.optimizers, "save", counting_save)
+    monkeypatch.setattr(pyldl.checkpoints, "save", counting_save)
     monkeypatch.setattr(
         pyldl.optimizers.Trainer, "epoch", _recording(pyldl.optimizers.Trainer.epoch, losses_so_far)
     )

@@ -22,6 +22,7 @@ import scipy
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
+from numba.np.ufunc.parallel import _launch_threads
 
 from ._numba import OPTIONS, jit
 
@@ -166,6 +167,12 @@ def _panel(i, count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, bet
 def _panels_side_by_side(count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, size):
     for i in numba.prange(count):
         _panel(i, count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, size)
+
+
+# Code that calls a parallel function refers to Numba's threading layer, whose symbols exist once
+# it is loaded: a kernel loaded from the cache (which never compiles, so never loads it) would
+# otherwise jump to nothing on its first call (a segmentation fault).
+_launch_threads()
 
 
 @overload(gemm, jit_options=OPTIONS)

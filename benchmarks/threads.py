@@ -236,6 +236,10 @@ def ratio(a, b):
     return "n/a" if not a or not b else f"{a / b:.2f}x"
 
 
+def seconds(value):
+    return "n/a" if value is None else f"{value:.3g}"
+
+
 def table_row(cell, condition):
     s = cell["seconds"]
     gemm = condition["gemm_gflops"]
@@ -244,8 +248,8 @@ def table_row(cell, condition):
     same = "yes" if all(cell["bitwise_equal_to_one"].values()) else "NO"
     dtype = cell["dtype"].replace("float", "f")
     return (
-        f"| {cell['workload']} {dtype} | {s.get('base', 0):.4f} | {s['one']:.4f} | {s['all']:.4f} | "
-        f"{s['auto']:.4f} | {ratio(s.get('base'), s['auto'])} | {ratio(s['one'], s['auto'])} | "
+        f"| {cell['workload']} {dtype} | {seconds(s.get('base'))} | {seconds(s['one'])} | "
+        f"{seconds(s['all'])} | {seconds(s['auto'])} | {ratio(s.get('base'), s['auto'])} | {ratio(s['one'], s['auto'])} | "
         f"{ratio(s.get('bare'), s['auto'])} | {100 * rate / best:.0f}% | {same} |"
     )
 

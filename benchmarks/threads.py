@@ -249,7 +249,8 @@ def table_row(cell, condition):
     dtype = cell["dtype"].replace("float", "f")
     return (
         f"| {cell['workload']} {dtype} | {seconds(s.get('base'))} | {seconds(s['one'])} | "
-        f"{seconds(s['all'])} | {seconds(s['auto'])} | {ratio(s.get('base'), s['auto'])} | {ratio(s['one'], s['auto'])} | "
+        f"{seconds(s['all'])} | {seconds(s['auto'])} | {ratio(s.get('base'), s['auto'])} | "
+        f"{ratio(s['one'], s['auto'])} | "
         f"{ratio(s.get('bare'), s['auto'])} | {100 * rate / best:.0f}% | {same} |"
     )
 

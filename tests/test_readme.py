@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import seeded
 
-from benchmarks import compare
+from benchmarks import compare, threads
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -73,4 +73,19 @@ def test_speed_figures_are_those_of_the_saved_results(tmp_path):
     for key, (copy, _) in pages.items():
         assert copy.read_text() == compare.PAGES[key][0].read_text(), (
             f"run compare --from-json: {key} is stale"
+        )
+
+
+def test_thread_figures_are_those_of_the_saved_results():
+    """docs/performance.md's thread tables are what ``python -m benchmarks.threads --from-json
+    benchmarks/results/threads.json`` writes."""
+    report = json.loads((ROOT / "benchmarks" / "results" / "threads.json").read_text())
+    page = threads.DOC.read_text()
+    pool = report["numpy_pool"]
+    for text, (start, end) in (
+        (threads.render(report), threads.MARKERS),
+        (threads.render_pool(pool["seconds"], pool["rounds"]), threads.POOL_MARKERS),
+    ):
+        assert f"{start}\n{text}\n{end}" in page, (
+            "run benchmarks.threads --from-json: docs/performance.md is stale"
         )

@@ -120,10 +120,10 @@ def parse_args(argv=None):
 class Worker:
     """The parent's handle on one implementation's process."""
 
-    def __init__(self, context, impl, env):
+    def __init__(self, context, impl, env, target=worker, args=()):
         self.impl = impl
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=worker, args=(child, impl, env), daemon=True)
+        self.process = context.Process(target=target, args=(child, impl, env, *args), daemon=True)
         saved = dict(os.environ)
         os.environ.update(env)  # in the child's environment from its start, before any import
         try:

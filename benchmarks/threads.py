@@ -90,38 +90,12 @@ def _worker(conn, impl, env, base):
     worker(conn, impl, env)
 
 
-class Worker:
-    def __init__(self, context, variant, impl, env, base=None):
-        self.variant = variant
-        self.conn, child = context.Pipe()
-        self.process = context.Process(target=_worker, args=(child, impl, env, base), daemon=True)
-        saved = dict(os.environ)
-        os.environ.update(env)
-        if "PYLDL_NUM_THREADS" not in env:  # auto, base, bare: no setting
-            os.environ.pop("PYLDL_NUM_THREADS", None)
-        try:
-            self.process.start()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-        child.close()
-
-    def ask(self, *request):
-        self.conn.send(request)
-        status, value = self.conn.recv()
-        if status != "ok":
-            raise RuntimeError(f"{self.variant}: {value}")
-        return value
-
-    def close(self):
-        try:
-            self.conn.send(("quit",))
-            self.conn.recv()
-        except (BrokenPipeError, EOFError, OSError):
-            pass
-        self.process.join(timeout=10)
-        if self.process.is_alive():
-            self.process.terminate()
+def ask(handle, *request):
+    """A worker's reply to ``request`` (a ``benchmarks.compare.Worker``), or RuntimeError."""
+    status, value = handle.ask(*request)
+    if status != "ok":
+        raise RuntimeError(f"{handle.variant}: {value}")
+    return value
 
 
 def gemm_rates(cores):
@@ -157,16 +131,16 @@ def measure(args, workers, key, dtype, cores):
     n_samples = workload.quick_samples
     losses, epoch = {}, {}
     for name, handle in workers.items():
-        reply = handle.ask("prepare", key, dtype, n_samples, args.warmup)
+        reply = ask(handle, "prepare", key, dtype, n_samples, args.warmup)
         losses[name], epoch[name] = reply["losses"], min(reply["epoch_times"])
     reps = max(1, round(args.min_time / max(min(epoch.values()), 1e-4)))
     times = {name: [] for name in workers}
     names = list(workers)
     for r in range(args.rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            times[name].append(workers[name].ask("time", reps, args.pause))
+            times[name].append(ask(workers[name], "time", reps, args.pause))
     for handle in workers.values():
-        handle.ask("drop")
+        ask(handle, "drop")
     same = {name: losses[name] == losses["one"] for name in ("auto", "all") if name in losses}
     flops = workload.flops_per_epoch(n_samples or len(workload.data()[0]))
     return {
@@ -184,7 +158,10 @@ def measure(args, workers, key, dtype, cores):
 def run(args):
     import multiprocessing
 
+    from benchmarks.compare import Worker
     from pyldl import threads
+
+    os.environ.pop("PYLDL_NUM_THREADS", None)  # auto, base and bare run with no setting
 
     cores = threads.usable_cores()
     context = multiprocessing.get_context("spawn")
@@ -204,11 +181,14 @@ def run(args):
             load = busy(cores) if condition == "loaded" else []
             try:
                 time.sleep(1.0 if load else 0.0)
-                workers = {name: Worker(context, name, impl, env) for name, (impl, env) in specs.items()}
+                workers = {
+                    name: Worker(context, impl, env, _worker, (None,)) for name, (impl, env) in specs.items()
+                }
                 if base:
-                    workers["base"] = Worker(context, "base", "fused", {}, base)
-                for handle in workers.values():
-                    handle.ask("ping")
+                    workers["base"] = Worker(context, "fused", {}, _worker, (base,))
+                for name, handle in workers.items():
+                    handle.variant = name
+                    ask(handle, "ping")
                 cells = []
                 report["conditions"][condition] = {
                     "load_average_before": list(os.getloadavg()),

@@ -27,8 +27,13 @@ class _Elementwise:
     def backward_delta(self, input, delta):
         input, delta = input_and_delta(input, delta)
         out = np.empty(input.shape, input.dtype)
-        type(self)._backward_delta(input.ravel(), delta.ravel(), out.ravel())
+        kernel, given = self._backward_kernel(input)
+        kernel(given.ravel(), delta.ravel(), out.ravel())
         return out
+
+    def _backward_kernel(self, input):
+        """The backward kernel and the array it takes in place of ``input``."""
+        return type(self)._backward_delta, input
 
 
 class Tanh(_Elementwise, reference.Tanh):
@@ -36,16 +41,13 @@ class Tanh(_Elementwise, reference.Tanh):
     _forward = kernels.tanh_forward
     _backward_delta = kernels.tanh_backward_delta
 
-    def backward_delta(self, input, delta):
-        input, delta = input_and_delta(input, delta)
+    def _backward_kernel(self, input):
         if input.dtype != np.float32:
-            return super().backward_delta(input, delta)
+            return super()._backward_kernel(input)
         # Near |x| = 9, 1 - t**2 turns one ulp of t into up to all of the result, and NumPy's
         # float32 tanh is up to an ulp off there (tanh(8.5): 0.99999988, not 0.99999994): the
         # reference's gradient needs the reference's t.
-        out = np.empty(input.shape, input.dtype)
-        kernels.tanh_output_backward_delta(np.tanh(input).ravel(), delta.ravel(), out.ravel())
-        return out
+        return kernels.tanh_output_backward_delta, np.tanh(input)
 
 
 class Sigmoid(_Elementwise, reference.Sigmoid):

@@ -290,7 +290,8 @@ class _Plan:
     work buffer for the largest batch.
     """
 
-    def __init__(self, network, loss):
+    def __init__(self, network, loss, threads=None):
+        self.threads = threads  # for the products (None: ``pyldl.threads``' choice)
         if type(loss) not in _LOSSES:
             raise TypeError(
                 f"the loss {type(loss).__name__} is not MSELoss, BCELoss or CrossEntropyLoss "
@@ -465,13 +466,11 @@ def _plan(network, loss, fused, threads):
     if fused is False:
         return None
     try:
-        plan = _Plan(network, loss)
+        return _Plan(network, loss, threads)
     except TypeError:
         if fused:
             raise
         return None
-    plan.threads = threads
-    return plan
 
 
 class Optim(reference.Optim):

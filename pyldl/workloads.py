@@ -168,16 +168,15 @@ class Workload:
 
 _MLP3 = (("linear", 64, 128), "Sigmoid", ("linear", 128, 64), "Sigmoid", ("linear", 64, 10), "Sigmoid")
 
-_W4_LAYERS = (
-    ("linear", 256, 100),
-    "Sigmoid",
-    ("linear", 100, 4),
-    "Sigmoid",
-    ("linear", 4, 100),
-    "Sigmoid",
-    ("linear", 100, 256),
-    "Sigmoid",
-)
+
+def _autoencoder(widths, activation="Sigmoid"):
+    """The layers of an AutoEncoder of ``widths`` and back (an activation after each Linear)."""
+    down = list(zip(widths, widths[1:], strict=False))
+    pairs = down + [(b, a) for a, b in reversed(down)]
+    return tuple(item for a, b in pairs for item in (("linear", a, b), activation))
+
+
+_W4_LAYERS = _autoencoder((256, 100, 4))
 
 WORKLOADS = {
     w.key: w
@@ -241,20 +240,7 @@ WORKLOADS = {
         Workload(
             "W10",
             "usps-clustering",
-            (
-                ("linear", 256, 128),
-                "Sigmoid",
-                ("linear", 128, 64),
-                "Sigmoid",
-                ("linear", 64, 32),
-                "Sigmoid",
-                ("linear", 32, 64),
-                "Sigmoid",
-                ("linear", 64, 128),
-                "Sigmoid",
-                ("linear", 128, 256),
-                "Sigmoid",
-            ),
+            _autoencoder((256, 128, 64, 32)),
             "bce",
             32,
             0.01,

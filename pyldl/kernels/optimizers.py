@@ -253,7 +253,7 @@ def _conv1d_backward(step, x, delta, below, lr, work, layout, threads):
 
 
 @jit
-def _maxpool1d_forward(step, x, z, work, threads):
+def _maxpool1d_forward(step, x, z, work):
     n = x.shape[0]
     maxpool1d_forward(
         x.reshape((n, step["length"], step["channels"])),
@@ -264,7 +264,7 @@ def _maxpool1d_forward(step, x, z, work, threads):
 
 
 @jit
-def _maxpool1d_backward(step, x, delta, below, lr, work, layout, threads):
+def _maxpool1d_backward(step, x, delta, below, lr, work, layout):
     n = x.shape[0]
     maxpool1d_backward_delta(
         x.reshape((n, step["length"], step["channels"])),
@@ -317,7 +317,7 @@ def _sgd_epoch(sequences):
                     elif sequences and step["kind"] == CONV1D:
                         _conv1d_forward(step, x, z, work, threads)
                     elif sequences:
-                        _maxpool1d_forward(step, x, z, work, threads)
+                        _maxpool1d_forward(step, x, z, work)
                     x = z
                 _activation_forward(step["act"], x, out)
                 x = out
@@ -340,7 +340,7 @@ def _sgd_epoch(sequences):
                 elif sequences and step["kind"] == CONV1D:
                     _conv1d_backward(step, x, delta, below, lr, work, layout, threads)
                 elif sequences:
-                    _maxpool1d_backward(step, x, delta, below, lr, work, layout, threads)
+                    _maxpool1d_backward(step, x, delta, below, lr, work, layout)
                 delta = below
                 delta_at, spare_at = spare_at, delta_at
             batches += 1

@@ -19,12 +19,13 @@ import llvmlite.binding as llvm
 import numba
 import numpy as np
 import scipy
+from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 from numba.np.ufunc.parallel import _launch_threads
 
-from ._numba import OPTIONS, jit
+from ._numba import OPTIONS, cfunc, jit
 
 
 def _cython_blas():
@@ -147,13 +148,25 @@ def _fortran_gemm_blas(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c
     return impl
 
 
+def _size_of(x):
+    """The size in bytes of the float ``x``."""
+    return np.dtype(type(x)).itemsize
+
+
+@overload(_size_of, jit_options=OPTIONS, inline="always")
+def _size_of_compiled(x):
+    size = x.bitwidth // 8
+    return lambda x: size
+
+
 @jit(inline=True)
-def _panel(i, count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, size):
+def _panel(i, count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
     """Panel ``i`` of ``count`` of C's rows (``rows``) or columns: one BLAS call. a, b, c are
-    addresses, lda, ldb, ldc row strides in elements, size the element size.
+    addresses, lda, ldb, ldc row strides in elements of alpha's type.
 
     Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: BLAS's m is C's columns.
     """
+    size = _size_of(alpha)
     side = m if rows else n
     lo, hi = i * side // count, (i + 1) * side // count
     if rows:
@@ -163,16 +176,85 @@ def _panel(i, count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, bet
     _fortran_gemm(trans_b, trans_a, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc)
 
 
-@jit(parallel=True)
-def _panels_side_by_side(count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, size):
+# The panels side by side: a parallel function of its own per dtype, compiled (or loaded from
+# the cache) only once a product first runs on more than one thread (``side_by_side``), and
+# called through its address, which a slot (a symbol the kernels refer to) holds. Until then
+# the slot holds 0 and the panels run one after another, with the same bits. The Module
+# wrappers and one-thread trainings never compile it (0.4 s on a fresh install).
+_SLOTS = {np.dtype(np.float64): ctypes.c_void_p(0), np.dtype(np.float32): ctypes.c_void_p(0)}
+_SIDE_BY_SIDE = {}  # dtype: the compiled function (kept alive: the slot holds its address)
+
+
+def _slot_symbol(bits):
+    return f"pyldl_side_by_side_{bits}"
+
+
+for _dtype, _slot in _SLOTS.items():
+    llvm.add_symbol(_slot_symbol(8 * _dtype.itemsize), ctypes.addressof(_slot))
+
+
+@intrinsic
+def _side_by_side_address(typingctx, like):
+    """The address in the slot of ``like``'s float type (0 until ``side_by_side``)."""
+    if isinstance(like, types.Float):
+        name = _slot_symbol(like.bitwidth)
+
+        def codegen(context, builder, signature, args):
+            slot = builder.module.globals.get(name)
+            if slot is None:
+                slot = ir.GlobalVariable(builder.module, ir.IntType(64), name)  # a declaration
+            return builder.load(slot)
+
+        return types.intp(like), codegen
+
+
+@intrinsic
+def _call_panels(
+    typingctx, address, count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc
+):
+    """Call the C function ``void(intp * 7, alpha, intp * 4, beta, intp * 2)`` at ``address``."""
+
+    def codegen(context, builder, signature, values):
+        function = ir.FunctionType(ir.VoidType(), [context.get_value_type(t) for t in signature.args[1:]])
+        builder.call(builder.inttoptr(values[0], function.as_pointer()), values[1:])
+        return context.get_dummy_value()
+
+    arguments = (address, count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    return types.none(*arguments), codegen
+
+
+def _panels_side_by_side(count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
     for i in numba.prange(count):
-        _panel(i, count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, size)
+        _panel(i, count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 
 
-# Code that calls a parallel function refers to Numba's threading layer, whose symbols exist once
-# it is loaded: a kernel loaded from the cache (which never compiles, so never loads it) would
-# otherwise jump to nothing on its first call (a segmentation fault).
-_launch_threads()
+def side_by_side(dtype):
+    """Make products of ``dtype`` with threads > 1 run their panels side by side (compiling
+    or loading the parallel function, once per process); a no-op without Numba."""
+    dtype = np.dtype(dtype)
+    if dtype in _SIDE_BY_SIDE or numba.config.DISABLE_JIT:
+        return
+    _launch_threads()  # its code refers to Numba's threading layer, loaded here
+    scalar = numba.from_dtype(dtype)
+    signature = types.void(*[types.intp] * 7, scalar, *[types.intp] * 4, scalar, types.intp, types.intp)
+    compiled = cfunc(signature, parallel=True)(_panels_side_by_side)
+    _SIDE_BY_SIDE[dtype] = compiled
+    _SLOTS[dtype].value = compiled.address
+
+
+@jit
+def _gemm_at(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, threads):
+    """``gemm`` on addresses (one compiled function per dtype, shared by every caller)."""
+    count, rows = panels(m, n, k) if threads else 1, np.intp(m >= n)
+    if count == 1:
+        _fortran_gemm(trans_b, trans_a, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc)
+        return
+    address = _side_by_side_address(alpha) if threads > 1 else 0
+    if address:
+        _call_panels(address, count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    else:
+        for i in range(count):
+            _panel(i, count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 
 
 @overload(gemm, jit_options=OPTIONS)
@@ -192,19 +274,22 @@ def _gemm_blas(trans_a, trans_b, alpha, A, B, beta, C, threads):
                 C *= C.dtype.type(beta)
             return
         size = C.itemsize
-        count, rows = panels(m, n, k) if threads else 1, m >= n
-        alpha, beta = C.dtype.type(alpha), C.dtype.type(beta)
-        a, b, c = np.intp(A.ctypes.data), np.intp(B.ctypes.data), np.intp(C.ctypes.data)
-        lda, ldb, ldc = A.strides[0] // size, B.strides[0] // size, C.strides[0] // size
-        if count == 1:
-            _fortran_gemm(trans_b, trans_a, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc)
-        elif threads > 1:
-            _panels_side_by_side(
-                count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, size
-            )
-        else:
-            for i in range(count):
-                _panel(i, count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, size)
+        _gemm_at(
+            np.intp(trans_a),
+            np.intp(trans_b),
+            np.intp(m),
+            np.intp(n),
+            np.intp(k),
+            C.dtype.type(alpha),
+            np.intp(A.ctypes.data),
+            np.intp(A.strides[0] // size),
+            np.intp(B.ctypes.data),
+            np.intp(B.strides[0] // size),
+            C.dtype.type(beta),
+            np.intp(C.ctypes.data),
+            np.intp(C.strides[0] // size),
+            np.intp(threads),
+        )
 
     return impl
 

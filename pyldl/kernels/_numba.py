@@ -78,3 +78,20 @@ def jit(func=None, *, inline=False, parallel=False):
         except RuntimeError:  # "cannot cache function ...: no locator available"
             pass
     return numba.njit(**options)(func)
+
+
+def cfunc(signature, *, parallel=False):
+    """Compile a C-callable ``func`` of ``signature`` with pyldl's Numba options, cached on
+    disk where possible (``.address`` is its entry point)."""
+
+    def decorate(func):
+        options = {**OPTIONS, "parallel": parallel}
+        del options["no_cfunc_wrapper"]
+        if CACHE:
+            try:
+                return numba.cfunc(signature, cache=True, **options)(func)
+            except RuntimeError:  # no locator available
+                pass
+        return numba.cfunc(signature, **options)(func)
+
+    return decorate

@@ -33,7 +33,7 @@ def sum64(x):
     return (a0 + a1) + (a2 + a3)
 
 
-@jit(inline=True)
+@jit
 def mse_forward(y, yhat):
     """Mean over rows of the squared error summed over columns (four float64 accumulators, as
     sum64: 4000 x 1, 2.8 -> 1.4 us)."""
@@ -52,7 +52,7 @@ def mse_forward(y, yhat):
     return ((a0 + a1) + (a2 + a3)) / y.shape[0]
 
 
-@jit(inline=True)
+@jit
 def mse_backward(y, yhat, out):
     """out = -2 (y - yhat)."""
     two = y.dtype.type(2)
@@ -64,7 +64,7 @@ def mse_backward(y, yhat, out):
 _CHUNK = 2048  # BCE's terms are summed by runs of this many: a loop that vectorises, then sum64
 
 
-@jit(inline=True)
+@jit
 def bce_forward(y, yhat, eps):
     """-mean(y log p + (1 - y) log(1 - p)), p = yhat clipped to [eps, 1 - eps] (eps of y's dtype)."""
     one = y.dtype.type(1)
@@ -83,7 +83,7 @@ def bce_forward(y, yhat, eps):
     return -total / y.size
 
 
-@jit(inline=True)
+@jit
 def bce_backward(y, yhat, eps, out):
     """out = (p - y) / (p (1 - p) N), p = yhat clipped to [eps, 1 - eps] (eps of y's dtype), N rows."""
     one = y.dtype.type(1)
@@ -95,7 +95,7 @@ def bce_backward(y, yhat, eps, out):
         d[i] = (p - t[i]) / (p * (one - p) * rows)
 
 
-@jit(inline=True)
+@jit
 def cross_entropy_forward(y, yhat):
     """Mean over rows of logsumexp(yhat_i) - y_i . yhat_i, the row maximum subtracted inside
     the exponentials and added back.  y, yhat (N, C) logits."""
@@ -112,7 +112,7 @@ def cross_entropy_forward(y, yhat):
     return total / y.shape[0]
 
 
-@jit(inline=True)
+@jit
 def cross_entropy_backward(y, yhat, out):
     """out = softmax(yhat) - y, row by row.  y, yhat, out (N, C)."""
     softmax_forward(yhat, out)

@@ -22,7 +22,7 @@ from .activations import ReLU, Sigmoid, Softmax, Tanh
 from .base import Activation, Module, as_float_array, check_2d, check_same_rows, leaves
 from .exceptions import DimensionMismatchError, DivergenceError
 from .kernels import optimizers as kernels
-from .kernels._blas import one_thread, panels, side_by_side
+from .kernels._blas import one_thread, panel_count, side_by_side
 from .layers import AutoEncoder, Sequential
 from .losses import BCELoss, CrossEntropyLoss, MSELoss
 from .modules import Conv1D, Flatten, Linear, MaxPool1D
@@ -390,7 +390,8 @@ class _Plan:
             if w_rows
         ]
         split = any(
-            panels(*p) > 1 or panels(p[0], p[2], p[1]) > 1 or panels(p[2], p[1], p[0]) > 1 for p in products
+            panel_count(*p) > 1 or panel_count(p[0], p[2], p[1]) > 1 or panel_count(p[2], p[1], p[0]) > 1
+            for p in products
         )
         self._threads_key = (self.dtype.char, rows, tuple(products)) if split else None
         # OpenBLAS threads a product from 4 * 65536 multiply-adds: kept on one thread, it gives

@@ -92,14 +92,16 @@ def _voidptr(typingctx, address):
 PANEL_WORK, MAX_PANELS = 2**17, 16
 
 
-@jit(inline=True)
-def panels(m, n, k):
+def panel_count(m, n, k):
     """How many panels C (m, n) = op(A) (m, k) op(B) (k, n) is computed in."""
     most, work, count = min(MAX_PANELS, max(m, n) // 8), m * n * k // PANEL_WORK, 1
     while work >= 4 and count * 2 <= most:
         count *= 2
         work //= 4
     return count
+
+
+panels = jit(inline=True)(panel_count)  # for compiled code; Python (the plan) calls panel_count
 
 
 def gemm(trans_a, trans_b, alpha, A, B, beta, C, threads):

@@ -140,11 +140,12 @@ def test_two_threads_match_one_after_the_other(modes, dtypes, permutation_per_th
 @pytest.mark.parametrize(
     ("m", "n", "k", "count"),
     [
-        (64, 128, 64, 2),  # 4 * PANEL_WORK: the least that is cut
-        (64, 128, 63, 1),
+        (64, 128, 128, 2),  # 4 * PANEL_WORK: the least that is cut
+        (64, 128, 127, 1),
+        (64, 128, 64, 1),  # W3's: two panels on one thread cost more than two threads save
         (64, 100, 256, 2),
         (100, 256, 64, 2),
-        (64, 512, 256, 8),  # 64 times that: twice as many panels for every 4 times the work
+        (64, 512, 512, 8),  # 16 times that: twice as many panels for every 4 times the work
         (8, 8, 8, 1),
         (64, 4, 100, 1),
         (2048, 2048, 256, 16),  # at most MAX_PANELS

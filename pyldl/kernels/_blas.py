@@ -88,8 +88,9 @@ def _voidptr(typingctx, address):
 # each at least 8 wide. Never as many as there are threads: the panels, so every value and the
 # order of its sums, depend on the shapes alone, whether they run one after another or side by
 # side. (W4's 64 x 256 x 100: 2 panels, one thread 0.053 s an epoch, two 0.034 s; cut into 4,
-# 0.060 and 0.040.)
-PANEL_WORK, MAX_PANELS = 2**17, 16
+# 0.060 and 0.040. W3's 64 x 64 x 128, cut in 2 from 2**19: 0.92x the speed of one BLAS call
+# at 26bd714, from 2**20 uncut: 1.02x.)
+PANEL_WORK, MAX_PANELS = 2**18, 16
 
 
 def panel_count(m, n, k):

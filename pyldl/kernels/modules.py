@@ -25,7 +25,7 @@ def add_bias(out, b):
             out[i, j] += b[0, j]
 
 
-@jit(inline=True)
+@jit
 def linear_forward(X, W, b, out, threads):
     """out = X @ W + b.  X (N, I), W (I, O), b (1, O) or None, out (N, O); ``threads``: see
     ``gemm`` (every kernel's: 0 from the Module wrappers, the fused epoch's count from it)."""
@@ -45,7 +45,7 @@ def linear_backward_update_gradient(X, delta, gradient, gradient_bias, threads):
                 gradient_bias[0, j] += delta[i, j]
 
 
-@jit(inline=True)
+@jit
 def linear_backward_delta(delta, W, out, threads):
     """out = delta @ W.T.  delta (N, O), W (I, O), out (N, I)."""
     if W.shape[1] == 1:

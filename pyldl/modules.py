@@ -15,20 +15,20 @@ class Linear(reference.Linear):
         W, b = self._weights()
         X = self._input(X, W)
         out = np.empty((X.shape[0], W.shape[1]), W.dtype)
-        kernels.linear_forward(X, W, b, out, 0)
+        kernels.linear_forward(X, W, b, out, None)
         return out
 
     def backward_update_gradient(self, input, delta):
         W, b = self._weights()
         input = self._input(input, W, "input")
         delta = self._delta(delta, W, input)
-        kernels.linear_backward_update_gradient(input, delta, *self._gradients(W, b), 0)
+        kernels.linear_backward_update_gradient(input, delta, *self._gradients(W, b), None)
 
     def backward_delta(self, input, delta):
         W, _ = self._weights()
         delta = self._delta(delta, W, None)
         out = np.empty((delta.shape[0], W.shape[0]), W.dtype)
-        kernels.linear_backward_delta(delta, W, out, 0)
+        kernels.linear_backward_delta(delta, W, out, None)
         return out
 
     def update_parameters(self, gradient_step=1e-3):
@@ -49,7 +49,7 @@ class Conv1D(reference.Conv1D):
         W, b = self._weights()
         X = self._input(X, W)
         out = np.empty(self._output_shape(X, W), W.dtype)
-        kernels.conv1d_forward(X, W, b, self._stride, _windows_buffer(X, W, out.shape[1]), out, 0)
+        kernels.conv1d_forward(X, W, b, self._stride, _windows_buffer(X, W, out.shape[1]), out, None)
         return out
 
     def backward_update_gradient(self, input, delta):
@@ -58,7 +58,9 @@ class Conv1D(reference.Conv1D):
         delta = self._delta(delta, input, W)
         self._check_batch(input)
         cols = _windows_buffer(input, W, delta.shape[1])
-        kernels.conv1d_backward_update_gradient(input, delta, self._stride, cols, *self._gradients(W, b), 0)
+        kernels.conv1d_backward_update_gradient(
+            input, delta, self._stride, cols, *self._gradients(W, b), None
+        )
 
     def backward_delta(self, input, delta):
         W, _ = self._weights()
@@ -66,7 +68,7 @@ class Conv1D(reference.Conv1D):
         delta = self._delta(delta, input, W)
         out = np.empty_like(input)
         kernels.conv1d_backward_delta(
-            delta, W, self._stride, _windows_buffer(input, W, delta.shape[1]), out, 0
+            delta, W, self._stride, _windows_buffer(input, W, delta.shape[1]), out, None
         )
         return out
 

@@ -28,7 +28,7 @@ def add_bias(out, b):
 @jit
 def linear_forward(X, W, b, out, threads):
     """out = X @ W + b.  X (N, I), W (I, O), b (1, O) or None, out (N, O); ``threads``: see
-    ``gemm`` (every kernel's: 0 from the Module wrappers, the fused epoch's count from it)."""
+    ``gemm`` (every kernel's: None from the Module wrappers, the fused epoch's count from it)."""
     gemm(False, False, out.dtype.type(1), X, W, out.dtype.type(0), out, threads)
     if b is not None:
         add_bias(out, b)

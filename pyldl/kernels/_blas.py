@@ -95,7 +95,8 @@ PANEL_WORK, MAX_PANELS = 2**18, 16
 
 def panel_count(m, n, k):
     """How many panels C (m, n) = op(A) (m, k) op(B) (k, n) is computed in."""
-    most, work, count = min(MAX_PANELS, max(m, n) // 8), m * n * k // PANEL_WORK, 1
+    wide = (m if m > n else n) // 8  # conditionals, not min and max: 0.05 s less compilation
+    most, work, count = MAX_PANELS if MAX_PANELS < wide else wide, m * n * k // PANEL_WORK, 1
     while work >= 4 and count * 2 <= most:
         count *= 2
         work //= 4
@@ -250,10 +251,7 @@ def side_by_side(dtype):
 def _gemm_at(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, threads):
     """``gemm`` on addresses (one compiled function per dtype, shared by every caller)."""
     count, rows = panels(m, n, k) if threads else 1, np.intp(m >= n)
-    if count == 1:
-        _fortran_gemm(trans_b, trans_a, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc)
-        return
-    address = _side_by_side_address(alpha) if threads > 1 else 0
+    address = _side_by_side_address(alpha) if threads > 1 and count > 1 else 0
     if address:
         _call_panels(address, count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     else:

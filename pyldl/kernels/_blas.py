@@ -277,39 +277,16 @@ def _gemm_blas(trans_a, trans_b, alpha, A, B, beta, C, threads):
                 C *= C.dtype.type(beta)
             return
         size = C.itemsize
+        alpha_c, beta_c = C.dtype.type(alpha), C.dtype.type(beta)
+        a, lda = np.intp(A.ctypes.data), np.intp(A.strides[0] // size)
+        b, ldb = np.intp(B.ctypes.data), np.intp(B.strides[0] // size)
+        c, ldc = np.intp(C.ctypes.data), np.intp(C.strides[0] // size)
         if one_call:
-            _fortran_gemm(
-                trans_b,
-                trans_a,
-                n,
-                m,
-                k,
-                C.dtype.type(alpha),
-                np.intp(B.ctypes.data),
-                np.intp(B.strides[0] // size),
-                np.intp(A.ctypes.data),
-                np.intp(A.strides[0] // size),
-                C.dtype.type(beta),
-                np.intp(C.ctypes.data),
-                np.intp(C.strides[0] // size),
-            )
-            return
-        _gemm_at(
-            np.intp(trans_a),
-            np.intp(trans_b),
-            np.intp(m),
-            np.intp(n),
-            np.intp(k),
-            C.dtype.type(alpha),
-            np.intp(A.ctypes.data),
-            np.intp(A.strides[0] // size),
-            np.intp(B.ctypes.data),
-            np.intp(B.strides[0] // size),
-            C.dtype.type(beta),
-            np.intp(C.ctypes.data),
-            np.intp(C.strides[0] // size),
-            np.intp(threads),
-        )
+            _fortran_gemm(trans_b, trans_a, n, m, k, alpha_c, b, ldb, a, lda, beta_c, c, ldc)
+        else:
+            trans = np.intp(trans_a), np.intp(trans_b)
+            mnk = np.intp(m), np.intp(n), np.intp(k)
+            _gemm_at(*trans, *mnk, alpha_c, a, lda, b, ldb, beta_c, c, ldc, np.intp(threads))
 
     return impl
 

@@ -355,6 +355,8 @@ class _Plan:
         self.in_width, self.out_width = math.prod(shape), out[0]
         windows = np.isin(plan["kind"], (kernels.CONV1D, kernels.MAXPOOL1D)).any()
         self._epoch = kernels.sgd_epoch_sequences if windows else kernels.sgd_epoch
+        activations = set(plan["act"].tolist()) - {kernels.NONE}
+        self._calls = kernels.calls(self.dtype, sorted(activations), self.loss)  # compiles what is new
         self._arrays, self._size = arrays, sum(a.size for a in arrays)  # also keeps the addresses valid
         self._rows = 0  # the work buffer is laid out for batches of up to this many rows
 
@@ -438,7 +440,19 @@ class _Plan:
         rows = min(batch_size, len(X))
         if rows > self._rows:
             self._lay_out(rows)
-        args = (self._plan, self._layout, X, y, batch_size, lr, self.loss, self.eps, self._work, saved)
+        args = (
+            self._plan,
+            self._layout,
+            self._calls,
+            X,
+            y,
+            batch_size,
+            lr,
+            self.loss,
+            self.eps,
+            self._work,
+            saved,
+        )
         if self._threads_key is not None:
             with _threads.running(self._threads_key, self.threads) as run:
                 if run.threads > 1:

@@ -25,6 +25,7 @@ from pyldl.kernels import _blas
 from pyldl.kernels import losses as loss_kernels
 from pyldl.kernels import modules as module_kernels
 from pyldl.kernels import optimizers as kernels
+from pyldl.kernels._numba import OPTIONS
 from pyldl.optimizers import Trainer
 from pyldl.workloads import WORKLOADS
 
@@ -501,10 +502,10 @@ def test_float32_stays_float32():
         assert type(pyldl.Optim(network, pyldl.MSELoss(), fused=fused).step(X, y)) is np.float32
     if numba.config.DISABLE_JIT:
         return
-    float32_signatures = [s for s in kernels.sgd_epoch.signatures if s[8].dtype == numba.float32]  # work
+    float32_signatures = [s for s in kernels.sgd_epoch.signatures if s[9].dtype == numba.float32]  # work
     assert float32_signatures, "the fused epoch was not compiled for float32 parameters"
     for signature in float32_signatures:
-        arrays_and_scalars = [signature[i] for i in (2, 3, 5, 7, 8, 9)]  # X y lr eps work snapshot
+        arrays_and_scalars = [signature[i] for i in (3, 4, 6, 8, 9, 10)]  # X y lr eps work snapshot
         assert [getattr(t, "dtype", t) for t in arrays_and_scalars] == [numba.float32] * 6
 
 
@@ -596,19 +597,24 @@ def test_float32_fused_kernels_compute_in_float32(monkeypatch):
     network = build(mlp, pyldl, np.float32)
     X, y = data(10)
     Trainer(network, pyldl.BCELoss(), X, y, 4, 0.1, fused=True).epoch()
-    assert_float32_stays_float32(epoch, calls[0], TOTALS)
+    loss_call = ("call",)  # the loss callback returns the batch loss in float64, as the kernels
+    assert_float32_stays_float32(epoch, calls[0], TOTALS + loss_call)
     calls, epoch = [], kernels.sgd_epoch_sequences  # Conv1D and MaxPool1D steps
     monkeypatch.setattr(kernels, "sgd_epoch_sequences", lambda *args: calls.append(args) or epoch(*args))
     X, y = sequences(6)
-    Trainer(conv_net(pyldl, np.float32), pyldl.MSELoss(), X, y, 4, 0.1, fused=True).epoch()
-    assert_float32_stays_float32(epoch, calls[0], TOTALS)
+    conv = conv_net(pyldl, np.float32)  # alive: the plan in calls[0] holds its arrays' addresses
+    Trainer(conv, pyldl.MSELoss(), X, y, 4, 0.1, fused=True).epoch()
+    assert_float32_stays_float32(epoch, calls[0], TOTALS + loss_call)
     f = np.float32
     m = np.full((4, 3), 0.5, f)
-    for loss in (kernels.MSE, kernels.BCE, kernels.CROSS_ENTROPY):
-        assert_float32_stays_float32(kernels._loss, (loss, m, m, f(1e-7), m.copy()), TOTALS)
+    shape = (np.intp(4), np.intp(3))
+    for callback in kernels._CALLBACKS[kernels.LOSS].values():  # compiled on arrays, not pointers
+        args = (m, m, m.copy(), *shape, f(1e-7))
+        assert_float32_stays_float32(numba.njit(**OPTIONS)(callback), args, TOTALS)
     assert_float32_stays_float32(loss_kernels.sum64, (m.ravel(),), ("fpext", "fadd"))
-    for act in (kernels.TANH, kernels.SIGMOID, kernels.RELU, kernels.SOFTMAX):
-        assert_float32_stays_float32(kernels._activation_backward, (act, m, m.copy()))
+    for row in (kernels.FORWARD, kernels.BACKWARD):
+        for callback in kernels._CALLBACKS[row].values():
+            assert_float32_stays_float32(numba.njit(**OPTIONS)(callback), (m, m.copy(), *shape))
     one_output = m[:, :1].copy()  # the delta below a Linear of one output: an outer product
     assert_float32_stays_float32(
         module_kernels.linear_backward_delta, (one_output, m[:1].T.copy(), m.copy(), 0)

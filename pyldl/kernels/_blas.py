@@ -243,8 +243,8 @@ def side_by_side(dtype):
     scalar = numba.from_dtype(dtype)
     signature = types.void(*[types.intp] * 7, scalar, *[types.intp] * 4, scalar, types.intp, types.intp)
     compiled = cfunc(signature, parallel=True)(_panels_side_by_side)
-    _SIDE_BY_SIDE[dtype] = compiled
-    _SLOTS[dtype].value = compiled.address
+    # setdefault: where two threads compiled it, the slot holds the one that stays alive
+    _SLOTS[dtype].value = _SIDE_BY_SIDE.setdefault(dtype, compiled).address
 
 
 @jit

@@ -25,7 +25,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 from numba.np.ufunc.parallel import _launch_threads
 
-from ._numba import OPTIONS, cfunc, jit
+from ._numba import OPTIONS, call, cfunc, jit
 
 
 def _cython_blas():
@@ -183,7 +183,7 @@ def _panel(i, count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, bet
 
 # The panels side by side: a parallel function of its own per dtype, compiled (or loaded from
 # the cache) only once a product first runs on more than one thread (``side_by_side``), and
-# called through its address, which a slot (a symbol the kernels refer to) holds. Until then
+# called through its address (``call``), which a slot (a symbol the kernels refer to) holds. Until then
 # the slot holds 0 and the panels run one after another, with the same bits. The Module
 # wrappers and one-thread trainings never compile it (0.4 s on a fresh install).
 _SLOTS = {np.dtype(np.float64): ctypes.c_void_p(0), np.dtype(np.float32): ctypes.c_void_p(0)}
@@ -213,21 +213,6 @@ def _side_by_side_address(typingctx, like):
         return types.intp(like), codegen
 
 
-@intrinsic
-def _call_panels(
-    typingctx, address, count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc
-):
-    """Call the C function ``void(intp * 7, alpha, intp * 4, beta, intp * 2)`` at ``address``."""
-
-    def codegen(context, builder, signature, values):
-        function = ir.FunctionType(ir.VoidType(), [context.get_value_type(t) for t in signature.args[1:]])
-        builder.call(builder.inttoptr(values[0], function.as_pointer()), values[1:])
-        return context.get_dummy_value()
-
-    arguments = (address, count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-    return types.none(*arguments), codegen
-
-
 def _panels_side_by_side(count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
     for i in numba.prange(count):
         _panel(i, count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
@@ -253,7 +238,7 @@ def _gemm_at(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, thr
     count, rows = panels(m, n, k) if threads else 1, np.intp(m >= n)
     address = _side_by_side_address(alpha) if threads > 1 and count > 1 else 0
     if address:
-        _call_panels(address, count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        call(address, None, count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     else:
         for i in range(count):
             _panel(i, count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)

@@ -16,7 +16,10 @@ from functools import cache
 from pathlib import Path
 
 import numba
-from numba.core import caching
+from llvmlite import ir
+from numba import types
+from numba.core import caching, cgutils
+from numba.extending import intrinsic
 
 OPTIONS = {"error_model": "numpy", "nogil": True, "no_cfunc_wrapper": True}
 CACHE = os.environ.get("PYLDL_NO_CACHE", "") in ("", "0")
@@ -95,3 +98,24 @@ def cfunc(signature, *, parallel=False):
         return numba.cfunc(signature, **options)(func)
 
     return decorate
+
+
+@intrinsic
+def call(typingctx, address, result, *args):
+    """Call the C function at the integer ``address`` (a ``cfunc``'s) from compiled code:
+    arrays go as their data pointers, numbers as they are, and its C signature must be those,
+    in that order; ``result`` is its return type (``np.float64``; None: it returns nothing)."""
+    returns = types.void if isinstance(result, types.NoneType) else result.instance_type
+
+    def codegen(context, builder, signature, values):
+        arguments = [
+            context.make_array(t)(context, builder, v).data if isinstance(t, types.Array) else v
+            for t, v in zip(args, cgutils.unpack_tuple(builder, values[2]), strict=True)
+        ]
+        restype = ir.VoidType() if returns is types.void else context.get_value_type(returns)
+        function = ir.FunctionType(restype, [a.type for a in arguments])
+        value = builder.call(builder.inttoptr(values[0], function.as_pointer()), arguments)
+        return context.get_dummy_value() if returns is types.void else value
+
+    signature = (types.none if returns is types.void else returns)(address, result, types.StarArgTuple(args))
+    return signature, codegen

@@ -28,11 +28,10 @@ import ctypes
 
 import numba
 import numpy as np
-from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
-from ._numba import OPTIONS, cfunc, jit
+from ._numba import OPTIONS, call, cfunc, jit
 from .activations import (
     relu_backward_delta,
     relu_forward,
@@ -293,43 +292,11 @@ def _loss(calls, loss, y, yhat, eps, delta):
     return _CALLBACKS[LOSS][loss](y, yhat, delta, y.shape[0], y.shape[1], eps)
 
 
-def _data(context, builder, array_type, value):
-    return context.make_array(array_type)(context, builder, value).data
-
-
-@intrinsic
-def _call_activation(typingctx, address, a, b, rows, cols):
-    """Call the callback at ``address`` on the blocks a and b."""
-
-    def codegen(context, builder, signature, args):
-        address, a, b, rows, cols = args
-        a, b = (_data(context, builder, t, v) for t, v in zip(signature.args[1:3], (a, b), strict=True))
-        function = ir.FunctionType(ir.VoidType(), [a.type, b.type, rows.type, cols.type])
-        builder.call(builder.inttoptr(address, function.as_pointer()), [a, b, rows, cols])
-        return context.get_dummy_value()
-
-    return types.none(address, a, b, rows, cols), codegen
-
-
-@intrinsic
-def _call_loss(typingctx, address, y, yhat, delta, rows, cols, eps):
-    """Call the loss callback at ``address``; its float64 result."""
-
-    def codegen(context, builder, signature, args):
-        address, *arrays, rows, cols, eps = args
-        arrays = [_data(context, builder, t, v) for t, v in zip(signature.args[1:4], arrays, strict=True)]
-        result = context.get_value_type(types.float64)
-        function = ir.FunctionType(result, [*(a.type for a in arrays), rows.type, cols.type, eps.type])
-        return builder.call(builder.inttoptr(address, function.as_pointer()), [*arrays, rows, cols, eps])
-
-    return types.float64(address, y, yhat, delta, rows, cols, eps), codegen
-
-
 @overload(_activate, jit_options=OPTIONS, inline="always")
 def _activate_compiled(calls, row, act, a, b):
     def impl(calls, row, act, a, b):
         if act != NONE:
-            _call_activation(calls[row, act], a, b, np.intp(a.shape[0]), np.intp(a.shape[1]))
+            call(calls[row, act], None, a, b, np.intp(a.shape[0]), np.intp(a.shape[1]))
 
     return impl
 
@@ -338,7 +305,7 @@ def _activate_compiled(calls, row, act, a, b):
 def _loss_compiled(calls, loss, y, yhat, eps, delta):
     def impl(calls, loss, y, yhat, eps, delta):
         rows, cols = np.intp(y.shape[0]), np.intp(y.shape[1])
-        return _call_loss(calls[LOSS, loss], y, yhat, delta, rows, cols, eps)
+        return call(calls[LOSS, loss], np.float64, y, yhat, delta, rows, cols, eps)
 
     return impl
 

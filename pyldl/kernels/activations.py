@@ -30,8 +30,7 @@ def tanh_backward_delta(x, delta, out):
 
 @jit
 def tanh_output_backward_delta(t, delta, out):
-    """The delta below Tanh from its output ``t`` (the float32 Module passes NumPy's; the
-    fused epoch keeps it from forward)."""
+    """The delta below Tanh from its output ``t`` (the float32 Module passes NumPy's)."""
     for i in range(t.size):
         out[i] = tanh_backward(t[i], delta[i])
 
@@ -55,13 +54,6 @@ def sigmoid_backward_delta(x, delta, out):
 
 
 @jit
-def sigmoid_output_backward_delta(s, delta, out):
-    """The delta below Sigmoid from its output ``s`` (the fused epoch's)."""
-    for i in range(s.size):
-        out[i] = sigmoid_backward(s[i], delta[i])
-
-
-@jit
 def relu_forward(x, out):
     zero = x.dtype.type(0)
     for i in range(x.size):
@@ -78,8 +70,7 @@ def relu_backward(r, d):
 @jit
 def relu_backward_delta(x, delta, out):
     for i in range(x.size):
-        out[i] = relu_backward(x[i], delta[i])  # x > 0 exactly where relu(x) > 0 (the fused
-        # epoch passes the output)
+        out[i] = relu_backward(x[i], delta[i])  # x > 0 exactly where relu(x) > 0
 
 
 @jit

@@ -33,14 +33,14 @@ from numba.extending import intrinsic, overload
 
 from ._numba import OPTIONS, call, cfunc, jit
 from .activations import (
-    relu_backward_delta,
+    relu_backward,
     relu_forward,
+    sigmoid_backward,
     sigmoid_forward,
-    sigmoid_output_backward_delta,
     softmax_forward,
     softmax_jacobian,
+    tanh_backward,
     tanh_forward,
-    tanh_output_backward_delta,
 )
 from .losses import (
     bce_backward,
@@ -204,19 +204,24 @@ def _softmax_forward(a, b, rows, cols):
     softmax_forward(_rows(a, rows, cols), _rows(b, rows, cols))
 
 
+# (in place, by the scalar derivatives: a kernel taking delta twice, as its input and its
+# output, would not vectorise: LLVM's overlap check fails on exactly overlapping arrays)
 def _tanh_backward(a, b, rows, cols):
-    delta = _flat(b, rows, cols)
-    tanh_output_backward_delta(_flat(a, rows, cols), delta, delta)
+    out, delta = _flat(a, rows, cols), _flat(b, rows, cols)
+    for i in range(delta.size):
+        delta[i] = tanh_backward(out[i], delta[i])
 
 
 def _sigmoid_backward(a, b, rows, cols):
-    delta = _flat(b, rows, cols)
-    sigmoid_output_backward_delta(_flat(a, rows, cols), delta, delta)
+    out, delta = _flat(a, rows, cols), _flat(b, rows, cols)
+    for i in range(delta.size):
+        delta[i] = sigmoid_backward(out[i], delta[i])
 
 
 def _relu_backward(a, b, rows, cols):
-    delta = _flat(b, rows, cols)
-    relu_backward_delta(_flat(a, rows, cols), delta, delta)
+    out, delta = _flat(a, rows, cols), _flat(b, rows, cols)
+    for i in range(delta.size):
+        delta[i] = relu_backward(out[i], delta[i])
 
 
 def _softmax_backward(a, b, rows, cols):

@@ -11,7 +11,15 @@ import threading
 import numba
 import numpy as np
 import pytest
-from conftest import DTYPES, assert_close, assert_float32_stays_float32, compiled_only, mlp, seeded
+from conftest import (
+    DTYPES,
+    assert_close,
+    assert_float32_stays_float32,
+    compiled_only,
+    float64_operations,
+    mlp,
+    seeded,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -590,6 +598,16 @@ def test_zero_epochs_change_nothing():
 TOTALS = ("fpext", "fadd", "fdiv", "fneg")
 
 
+def assert_epoch_stays_float32(epoch, args):
+    """The epoch's float64 work: the loss totals, and one call returning a double, the loss
+    callback's (the batch loss in float64, as the loss kernels return it)."""
+    found = float64_operations(epoch, *args)
+    extra = {opcode: lines[:3] for opcode, lines in found.items() if opcode not in (*TOTALS, "call")}
+    assert not extra, f"the epoch computes in float64 on float32 data: {extra}"
+    calls = found.get("call", [])
+    assert len(calls) == 1 and calls[0].split("=")[1].split()[:2] == ["call", "double"], calls
+
+
 @compiled_only
 def test_float32_fused_kernels_compute_in_float32(monkeypatch):
     calls, epoch = [], kernels.sgd_epoch
@@ -597,14 +615,13 @@ def test_float32_fused_kernels_compute_in_float32(monkeypatch):
     network = build(mlp, pyldl, np.float32)
     X, y = data(10)
     Trainer(network, pyldl.BCELoss(), X, y, 4, 0.1, fused=True).epoch()
-    loss_call = ("call",)  # the loss callback returns the batch loss in float64, as the kernels
-    assert_float32_stays_float32(epoch, calls[0], TOTALS + loss_call)
+    assert_epoch_stays_float32(epoch, calls[0])
     calls, epoch = [], kernels.sgd_epoch_sequences  # Conv1D and MaxPool1D steps
     monkeypatch.setattr(kernels, "sgd_epoch_sequences", lambda *args: calls.append(args) or epoch(*args))
     X, y = sequences(6)
     conv = conv_net(pyldl, np.float32)  # alive: the plan in calls[0] holds its arrays' addresses
     Trainer(conv, pyldl.MSELoss(), X, y, 4, 0.1, fused=True).epoch()
-    assert_float32_stays_float32(epoch, calls[0], TOTALS + loss_call)
+    assert_epoch_stays_float32(epoch, calls[0])
     f = np.float32
     m = np.full((4, 3), 0.5, f)
     shape = (np.intp(4), np.intp(3))

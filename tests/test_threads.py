@@ -160,7 +160,9 @@ def test_panels_are_fixed_by_the_shape(m, n, k, count):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize(
-    ("n", "n_in", "n_out"), [(64, 256, 100), (33, 200, 130), (256, 100, 4), (7, 300, 90)]
+    ("n", "n_in", "n_out"),
+    # 2, 4 and 4 uneven panels; then products too small to be cut (one BLAS call each)
+    [(64, 256, 100), (96, 512, 300), (33, 1000, 130), (33, 200, 130), (256, 100, 4), (7, 300, 90)],
 )
 def test_products_in_panels_give_the_same_bits_on_any_number_of_threads(n, n_in, n_out, dtype):
     rng = np.random.default_rng(0)
@@ -169,14 +171,23 @@ def test_products_in_panels_give_the_same_bits_on_any_number_of_threads(n, n_in,
     exact = [X.astype(float) @ W + b, delta.astype(float) @ W.T.astype(float), X.T.astype(float) @ delta + W]
     numpy = [X @ W + b, delta @ W.T, X.T @ delta + W]
     results = []
-    for threads in (1, 2, 2, 3, 4):
-        if threads == 3:  # 2 ran in panels one after another; from here, side by side
-            _blas.side_by_side(dtype)
+    _blas.side_by_side(dtype)
+    slot, side_by_side = _blas._SLOTS[np.dtype(dtype)], _blas._SLOTS[np.dtype(dtype)].value
+    assert side_by_side  # the parallel function's address
+    for threads, address in [
+        (1, side_by_side),
+        (2, 0),
+        (2, side_by_side),
+        (3, side_by_side),
+        (4, side_by_side),
+    ]:
+        slot.value = address  # 0: the panels one after another, as before the first two-thread run
         forward, below, gradient = np.empty((n, n_out), dtype), np.empty((n, n_in), dtype), W.copy()
         with _blas.one_thread():
             modules.linear_forward(X, W, b, forward, threads)
             modules.linear_backward_delta(delta, W, below, threads)
             modules.linear_backward_update_gradient(X, delta, gradient, None, threads)
+        slot.value = side_by_side
         results.append([forward, below, gradient])
     for got in results[1:]:
         for a, e in zip(got, results[0], strict=True):

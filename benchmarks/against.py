@@ -11,11 +11,9 @@ choice is made there); the medians' ratio is the speed of this tree against the 
 import argparse
 import multiprocessing
 import os
-import subprocess
-import tempfile
 
 from benchmarks.compare import Worker
-from benchmarks.threads import ROOT, _worker, ask
+from benchmarks.threads import _worker, ask, worktree
 
 PATHS = ("fused", "modules")
 
@@ -57,28 +55,30 @@ def main(argv=None):
     parser.add_argument("--pause", type=float, default=0.1)
     args = parser.parse_args(argv)
     os.environ.pop("PYLDL_NUM_THREADS", None)
-    base = tempfile.mkdtemp(prefix="pyldl-base-")
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", base, args.base], check=True)
     context = multiprocessing.get_context("spawn")
     workers = {}
-    try:
-        for path in PATHS:
-            workers["this", path] = Worker(context, path, {}, _worker, (None,))
-            workers["base", path] = Worker(context, path, {}, _worker, (base,))
-        for (tree, path), handle in workers.items():
-            handle.variant = f"{tree} {path}"
-            ask(handle, "ping")
-        print(f"load average {os.getloadavg()[0]:.2f}; seconds per epoch, medians of {args.rounds} rounds")
-        print("workload dtype    path     this tree  base       speed")
-        for key in args.workloads.split(","):
-            for dtype in args.dtypes.split(","):
-                for row in measure(workers, key, dtype, args.rounds, args.warmup, args.min_time, args.pause):
-                    print("{:8} {:8} {:8} {:.3e}  {:.3e}  {:.2f}x".format(*row), flush=True)
-        print(f"load average {os.getloadavg()[0]:.2f}")
-    finally:
-        for handle in workers.values():
-            handle.close()
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", base], check=False)
+    with worktree(args.base) as base:
+        try:
+            for path in PATHS:
+                workers["this", path] = Worker(context, path, {}, _worker, (None,))
+                workers["base", path] = Worker(context, path, {}, _worker, (base,))
+            for (tree, path), handle in workers.items():
+                handle.variant = f"{tree} {path}"
+                ask(handle, "ping")
+            print(
+                f"load average {os.getloadavg()[0]:.2f}; seconds per epoch, medians of {args.rounds} rounds"
+            )
+            print("workload dtype    path     this tree  base       speed")
+            for key in args.workloads.split(","):
+                for dtype in args.dtypes.split(","):
+                    for row in measure(
+                        workers, key, dtype, args.rounds, args.warmup, args.min_time, args.pause
+                    ):
+                        print("{:8} {:8} {:8} {:.3e}  {:.3e}  {:.2f}x".format(*row), flush=True)
+            print(f"load average {os.getloadavg()[0]:.2f}")
+        finally:
+            for handle in workers.values():
+                handle.close()
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ set before NumPy is imported (a subprocess each).
 """
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -88,6 +89,20 @@ def _worker(conn, impl, env, base):
     from benchmarks._runners import worker
 
     worker(conn, impl, env)
+
+
+@contextlib.contextmanager
+def worktree(commit):
+    """A git worktree of ``commit`` in a temporary folder for the block (None: no commit)."""
+    if not commit:
+        yield None
+        return
+    folder = tempfile.mkdtemp(prefix="pyldl-base-")
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", folder, commit], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", folder], check=False)
 
 
 def ask(handle, *request):
@@ -165,10 +180,6 @@ def run(args):
 
     cores = threads.usable_cores()
     context = multiprocessing.get_context("spawn")
-    base = None
-    if args.base:
-        base = tempfile.mkdtemp(prefix="pyldl-base-")
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", base, args.base], check=True)
     specs = {
         "auto": ("fused", {}),
         "one": ("fused", {"PYLDL_NUM_THREADS": "1"}),
@@ -176,7 +187,7 @@ def run(args):
         "bare": ("bare", {}),
     }
     report = {"cores": cores, "base": args.base, "rounds": args.rounds, "conditions": {}}
-    try:
+    with worktree(args.base) as base:
         for condition in ("idle", "loaded"):
             load = busy(cores) if condition == "loaded" else []
             try:
@@ -206,9 +217,6 @@ def run(args):
                 for process in load:
                     process.kill()
                     process.wait()
-    finally:
-        if base:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", base], check=False)
     return report
 
 

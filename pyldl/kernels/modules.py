@@ -185,7 +185,8 @@ def maxpool1d_forward(X, k_size, stride, out):
     """
     for b in range(out.shape[0]):
         for d in range(out.shape[1]):
-            start, row, first = d * stride, out[b, d], X[b, d * stride]
+            start = d * stride
+            row, first = out[b, d], X[b, start]
             for c in range(row.size):  # loops, not row[:] = ...: a slice assignment compiles its
                 row[c] = first[c]  # shape-mismatch message (string formatting: 1.7 s on a fresh install)
             for k in range(1, k_size):
@@ -211,7 +212,8 @@ def maxpool1d_backward_delta(X, delta, k_size, stride, out):
     best, at = np.empty(channels, X.dtype), np.empty(channels, np.intp)
     for b in range(delta.shape[0]):
         for d in range(d_out):
-            start, first = d * stride, X[b, d * stride]
+            start = d * stride
+            first = X[b, start]
             for c in range(channels):
                 best[c], at[c] = first[c], start
             for k in range(1, k_size):  # channels innermost (W8's pool: 138 -> 78 us)

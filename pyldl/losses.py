@@ -31,7 +31,7 @@ class BCELoss(reference.BCELoss):
     def backward(self, y, yhat):
         y2, yhat2 = targets_and_predictions(y, yhat)
         out = np.empty_like(yhat2)
-        kernels.bce_backward(y2, yhat2, bce_epsilon(yhat2.dtype), out)
+        kernels.bce_backward(y2, yhat2, bce_epsilon(yhat2.dtype), y2.shape[0], out)
         return shaped_like(out, yhat, yhat2)
 
 

@@ -22,7 +22,7 @@ from .activations import ReLU, Sigmoid, Softmax, Tanh
 from .base import Activation, Module, as_float_array, check_2d, check_same_rows, leaves
 from .exceptions import DimensionMismatchError, DivergenceError
 from .kernels import optimizers as kernels
-from .kernels._blas import one_thread, panel_count, side_by_side
+from .kernels._blas import one_thread, panel_count
 from .layers import AutoEncoder, Sequential
 from .losses import BCELoss, CrossEntropyLoss, MSELoss
 from .modules import Conv1D, Flatten, Linear, MaxPool1D
@@ -456,7 +456,7 @@ class _Plan:
         if self._threads_key is not None:
             with _threads.running(self._threads_key, self.threads) as run:
                 if run.threads > 1:
-                    side_by_side(self.dtype)
+                    kernels.side_by_side(self.dtype)
                 value = self._epoch(*args, run.threads)
                 run.record(len(X))
         elif self._blas_sized:

@@ -62,7 +62,7 @@ def test_bce_kernels(shape, dtype, rng):
     value = dtype(kernels.bce_forward(y, yhat, eps))  # the kernel sums in float64
     assert_close(value, ref.BCELoss().forward(y, yhat), "op", dtype)
     out = np.full(shape, np.nan, dtype)
-    kernels.bce_backward(y, yhat, eps, out)
+    kernels.bce_backward(y, yhat, eps, shape[0], out)
     assert_close(out, ref.BCELoss().backward(y, yhat), "op", dtype)
 
 
@@ -74,27 +74,32 @@ def test_clip_kernel_keeps_nan():
 
 
 # the loss values accumulate in float64 on purpose (the module docstring): the widened terms
-# are added, and the total divided by the count and negated; nothing else is float64
+# are added and the total divided by the count; nothing else is float64
 TOTAL = ("fpext", "fadd", "fdiv")
+
+
+Y = np.full((4, 3), 0.5, np.float32)
+EPS = np.float32(bce_epsilon(np.dtype(np.float32)))
 
 
 @compiled_only
 @pytest.mark.parametrize(
-    ("kernel", "outputs", "allowed"),
+    ("kernel", "args", "allowed"),
     [
-        (kernels.mse_forward, 0, TOTAL),
-        (kernels.mse_backward, 1, ()),
-        (kernels.bce_forward, 0, (*TOTAL, "fneg")),
-        (kernels.bce_backward, 1, ()),
-        (kernels.cross_entropy_forward, 0, TOTAL),
-        (kernels.cross_entropy_backward, 1, ()),
+        (kernels.mse_terms, (Y, Y, Y.ravel().copy()), ()),
+        (kernels.mse_mean, (Y.ravel(), 4, 3), TOTAL),
+        (kernels.mse_backward, (Y, Y, Y.copy()), ()),
+        (kernels.bce_terms, (Y, Y, EPS, Y.ravel().copy()), ()),
+        (kernels.bce_mean, (Y.ravel(), 4, 3), TOTAL),
+        (kernels.bce_backward, (Y, Y, EPS, 4, Y.copy()), ()),
+        (kernels.cross_entropy_terms, (Y, Y, Y[:, 0].copy()), ()),
+        (kernels.cross_entropy_mean, (Y[:, 0].copy(), 4, 3), TOTAL),
+        (kernels.cross_entropy_backward, (Y, Y, Y.copy()), ()),
     ],
     ids=lambda v: getattr(v, "__name__", None),
 )
-def test_float32_kernels_compute_in_float32(kernel, outputs, allowed):
-    y = np.full((4, 3), 0.5, np.float32)
-    eps = (np.float32(bce_epsilon(np.dtype(np.float32))),) if "bce" in kernel.__name__ else ()
-    assert_float32_stays_float32(kernel, (y, y.copy(), *eps, *[y.copy()] * outputs), allowed)
+def test_float32_kernels_compute_in_float32(kernel, args, allowed):
+    assert_float32_stays_float32(kernel, args, allowed)
     half = np.float32(0.5)
     assert_float32_stays_float32(kernels.clip, (half, half, half))
 

@@ -22,6 +22,8 @@ import pyldl
 from pyldl import Linear, MSELoss, Sequential, Sigmoid, Softmax, Tanh
 from pyldl import threads as _threads
 from pyldl.kernels import _blas, modules
+from pyldl.kernels import optimizers as fused
+from pyldl.reference.losses import bce_epsilon
 from pyldl.workloads import WORKLOADS
 
 pytestmark = pytest.mark.skipif(
@@ -197,6 +199,41 @@ def test_products_in_panels_give_the_same_bits_on_any_number_of_threads(n, n_in,
             assert_close(got, by_numpy, "op", dtype)
         else:  # float32's last bits depend on OpenBLAS's kernel, which it picks by the shape
             assert np.abs(got - truth).max() <= 2 * np.abs(by_numpy - truth).max()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_callbacks_in_blocks_of_rows_give_the_same_bits_on_any_number_of_threads(dtype):
+    rows, cols = 100, 160  # 3 uneven blocks of rows from 3 threads on (16000 // BLOCK_VALUES)
+    assert rows * cols // fused.BLOCK_VALUES == 3
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-4, 4, (rows, cols)).astype(dtype)
+    y = rng.integers(0, 2, (rows, cols)).astype(dtype)
+    p = rng.uniform(0, 1, (rows, cols)).astype(dtype)
+    p.reshape(-1)[::9] = 0  # clipped by BCE
+    activations = [fused.TANH, fused.SIGMOID, fused.RELU, fused.SOFTMAX]
+    cases = [(fused.FORWARD, a, (x, None)) for a in activations]
+    cases += [(fused.BACKWARD, a, (p, x)) for a in activations]
+    cases += [(fused.LOSS, loss, (y, p)) for loss in (fused.MSE, fused.BCE)]
+    cases += [(fused.LOSS, fused.CROSS_ENTROPY, (y, x))]  # on logits
+    eps = float(bce_epsilon(np.dtype(dtype)))
+    fused.side_by_side(dtype)
+    side_by_side = fused._SIDE_BY_SIDE[0].ctypes  # what the epoch calls with threads > 1
+    module = {fused.MSE: MSELoss(), fused.BCE: pyldl.BCELoss(), fused.CROSS_ENTROPY: pyldl.CrossEntropyLoss()}
+    for row, code, (a, b) in cases:
+        table = fused.calls(dtype, activations, code if row == fused.LOSS else fused.MSE)
+        results = []
+        for threads in (1, 2, 3, 4):  # 1: the rows in one call
+            out = [a.copy(), np.full_like(a, np.nan) if b is None else b.copy()]
+            if row == fused.LOSS:
+                terms = rows if code == fused.CROSS_ENTROPY else rows * cols  # one a row, or a value
+                out += [np.full_like(a, np.nan), np.full(terms, np.nan, dtype)]  # delta, terms
+            addresses = [o.ctypes.data for o in out] + [0] * (4 - len(out))
+            value = side_by_side(table[row, code], threads, *addresses, rows, cols, eps)
+            results.append([value, *(o.tobytes() for o in out)])
+            assert all(np.isfinite(o).all() for o in out), (row, code)  # every block was computed
+        assert all(got == results[0] for got in results[1:]), (row, code)
+        if row == fused.LOSS:  # bitwise the Loss module's value
+            assert dtype(value) == module[code].forward(a, b), code
 
 
 def usps_like_training(threads, epochs=3, dtype=np.float64):

@@ -19,13 +19,12 @@ import llvmlite.binding as llvm
 import numba
 import numpy as np
 import scipy
-from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 from numba.np.ufunc.parallel import _launch_threads
 
-from ._numba import OPTIONS, call, cfunc, jit
+from ._numba import OPTIONS, call, cfunc, jit, load_slot, slot
 
 
 def _cython_blas():
@@ -186,16 +185,12 @@ def _panel(i, count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, bet
 # called through its address (``call``), which a slot (a symbol the kernels refer to) holds. Until then
 # the slot holds 0 and the panels run one after another, with the same bits. The Module
 # wrappers and one-thread trainings never compile it (0.4 s on a fresh install).
-_SLOTS = {np.dtype(np.float64): ctypes.c_void_p(0), np.dtype(np.float32): ctypes.c_void_p(0)}
-_SIDE_BY_SIDE = {}  # dtype: the compiled function (kept alive: the slot holds its address)
-
-
 def _slot_symbol(bits):
     return f"pyldl_side_by_side_{bits}"
 
 
-for _dtype, _slot in _SLOTS.items():
-    llvm.add_symbol(_slot_symbol(8 * _dtype.itemsize), ctypes.addressof(_slot))
+_SLOTS = {np.dtype(t): slot(_slot_symbol(8 * np.dtype(t).itemsize)) for t in (np.float64, np.float32)}
+_SIDE_BY_SIDE = {}  # dtype: the compiled function (kept alive: the slot holds its address)
 
 
 @intrinsic
@@ -203,14 +198,7 @@ def _side_by_side_address(typingctx, like):
     """The address in the slot of ``like``'s float type (0 until ``side_by_side``)."""
     if isinstance(like, types.Float):
         name = _slot_symbol(like.bitwidth)
-
-        def codegen(context, builder, signature, args):
-            slot = builder.module.globals.get(name)
-            if slot is None:
-                slot = ir.GlobalVariable(builder.module, ir.IntType(64), name)  # a declaration
-            return builder.load(slot)
-
-        return types.intp(like), codegen
+        return types.intp(like), lambda context, builder, signature, args: load_slot(builder, name)
 
 
 def _panels_side_by_side(count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):

@@ -10,11 +10,13 @@
   otherwise keep serving stale code after either changed.
 """
 
+import ctypes
 import hashlib
 import os
 from functools import cache
 from pathlib import Path
 
+import llvmlite.binding as llvm
 import numba
 from llvmlite import ir
 from numba import types
@@ -119,3 +121,20 @@ def call(typingctx, address, result, *args):
 
     signature = (types.none if returns is types.void else returns)(address, result, types.StarArgTuple(args))
     return signature, codegen
+
+
+def slot(name):
+    """A word of memory that compiled code reads as the symbol ``name`` (``load_slot``): an
+    address that Python sets later (``.value``), 0 until then. Cached code refers to the symbol,
+    so it stays valid in every process."""
+    word = ctypes.c_void_p(0)
+    llvm.add_symbol(name, ctypes.addressof(word))
+    return word
+
+
+def load_slot(builder, name):
+    """In an intrinsic's codegen: the value of the slot ``name`` (an intp)."""
+    word = builder.module.globals.get(name)
+    if word is None:
+        word = ir.GlobalVariable(builder.module, ir.IntType(64), name)  # a declaration
+    return builder.load(word)

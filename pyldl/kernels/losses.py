@@ -33,23 +33,31 @@ def sum64(x):
     return (a0 + a1) + (a2 + a3)
 
 
+# Each loss is its terms (one per value, or per row), computed in one loop that vectorises and
+# that the fused epoch may share out among threads by rows, then their mean: sum64 over the
+# terms in order, so the value does not depend on how the rows were shared out.
+
+
 @jit
-def mse_forward(y, yhat):
-    """Mean over rows of the squared error summed over columns (four float64 accumulators, as
-    sum64: 4000 x 1, 2.8 -> 1.4 us)."""
+def mse_terms(y, yhat, terms):
+    """terms = (y - yhat)**2, flattened."""
     t, p = y.reshape(y.size), yhat.reshape(yhat.size)
-    a0 = a1 = a2 = a3 = np.float64(0.0)  # float64 also when run as Python (NUMBA_DISABLE_JIT=1)
-    end = t.size - t.size % 4
-    for i in range(0, end, 4):
-        d0, d1, d2, d3 = t[i] - p[i], t[i + 1] - p[i + 1], t[i + 2] - p[i + 2], t[i + 3] - p[i + 3]
-        a0 += d0 * d0
-        a1 += d1 * d1
-        a2 += d2 * d2
-        a3 += d3 * d3
-    for i in range(end, t.size):
+    for i in range(t.size):
         d = t[i] - p[i]
-        a0 += d * d
-    return ((a0 + a1) + (a2 + a3)) / y.shape[0]
+        terms[i] = d * d
+
+
+@jit(inline=True)
+def mse_mean(terms, rows, cols):
+    """The mean over rows of the squared error summed over columns, from ``mse_terms``."""
+    return sum64(terms[: rows * cols]) / rows
+
+
+def mse_forward(y, yhat):
+    """MSELoss's value (float64): its terms, then their mean."""
+    terms = np.empty(y.size, y.dtype)
+    mse_terms(y, yhat, terms)
+    return mse_mean(terms, *y.shape)
 
 
 @jit
@@ -61,45 +69,48 @@ def mse_backward(y, yhat, out):
         d[i] = two * (p[i] - t[i])
 
 
-_CHUNK = 2048  # BCE's terms are summed by runs of this many: a loop that vectorises, then sum64
-
-
 @jit
-def bce_forward(y, yhat, eps):
-    """-mean(y log p + (1 - y) log(1 - p)), p = yhat clipped to [eps, 1 - eps] (eps of y's dtype)."""
+def bce_terms(y, yhat, eps, terms):
+    """terms = -(y log p + (1 - y) log(1 - p)), flattened, p = yhat clipped to [eps, 1 - eps]
+    (eps of y's dtype; _math.log is branch-free: the loop vectorises)."""
     one = y.dtype.type(1)
     low, high = eps, one - eps
     t, q = y.reshape(y.size), yhat.reshape(yhat.size)
-    # runs of terms, then their sum: the first loop vectorises (_math.log is branch-free), a
-    # reduction cannot (64 x 256, one core: 300-385 -> 65-90 us float64, 165-205 -> 32-39 float32)
-    terms = np.empty(min(_CHUNK, t.size), y.dtype)
-    total = np.float64(0.0)  # float64 also when run as Python (NUMBA_DISABLE_JIT=1)
-    for start in range(0, t.size, _CHUNK):
-        tc, qc = t[start : start + _CHUNK], q[start : start + _CHUNK]
-        for j in range(tc.size):
-            p = clip(qc[j], low, high)
-            terms[j] = tc[j] * _math.log(p) + (one - tc[j]) * _math.log(one - p)
-        total += sum64(terms[: tc.size])
-    return -total / y.size
+    for j in range(t.size):
+        p = clip(q[j], low, high)
+        terms[j] = -(t[j] * _math.log(p) + (one - t[j]) * _math.log(one - p))
+
+
+@jit(inline=True)
+def bce_mean(terms, rows, cols):
+    """The mean over every value, from ``bce_terms``."""
+    return sum64(terms[: rows * cols]) / (rows * cols)
+
+
+def bce_forward(y, yhat, eps):
+    """BCELoss's value (float64), p clipped to [eps, 1 - eps]: its terms, then their mean."""
+    terms = np.empty(y.size, y.dtype)
+    bce_terms(y, yhat, eps, terms)
+    return bce_mean(terms, *y.shape)
 
 
 @jit
-def bce_backward(y, yhat, eps, out):
-    """out = (p - y) / (p (1 - p) N), p = yhat clipped to [eps, 1 - eps] (eps of y's dtype), N rows."""
+def bce_backward(y, yhat, eps, rows, out):
+    """out = (p - y) / (p (1 - p) rows), p = yhat clipped to [eps, 1 - eps] (eps of y's dtype;
+    ``rows``: the batch's, of which y may be a run)."""
     one = y.dtype.type(1)
     low, high = eps, one - eps
-    rows = y.dtype.type(y.shape[0])
+    n = y.dtype.type(rows)
     t, q, d = y.reshape(y.size), yhat.reshape(yhat.size), out.reshape(out.size)
     for i in range(t.size):
         p = clip(q[i], low, high)
-        d[i] = (p - t[i]) / (p * (one - p) * rows)
+        d[i] = (p - t[i]) / (p * (one - p) * n)
 
 
 @jit
-def cross_entropy_forward(y, yhat):
-    """Mean over rows of logsumexp(yhat_i) - y_i . yhat_i, the row maximum subtracted inside
-    the exponentials and added back.  y, yhat (N, C) logits."""
-    total = np.float64(0.0)  # float64 also when run as Python (NUMBA_DISABLE_JIT=1)
+def cross_entropy_terms(y, yhat, terms):
+    """terms[i] = logsumexp(yhat_i) - y_i . yhat_i, the row maximum subtracted inside the
+    exponentials and added back.  y, yhat (N, C) logits, terms (N,)."""
     for i in range(y.shape[0]):
         top = yhat[i, 0]
         for j in range(1, y.shape[1]):
@@ -108,8 +119,20 @@ def cross_entropy_forward(y, yhat):
         for j in range(y.shape[1]):
             exps += _math.exp(yhat[i, j] - top)
             dot += y[i, j] * yhat[i, j]
-        total += np.log(exps) + (top - dot)  # as the reference: large logits cancel first
-    return total / y.shape[0]
+        terms[i] = np.log(exps) + (top - dot)  # as the reference: large logits cancel first
+
+
+@jit(inline=True)
+def cross_entropy_mean(terms, rows, cols):
+    """The mean over rows, from ``cross_entropy_terms``."""
+    return sum64(terms[:rows]) / rows
+
+
+def cross_entropy_forward(y, yhat):
+    """CrossEntropyLoss's value (float64) for logits yhat: its terms, then their mean."""
+    terms = np.empty(y.shape[0], y.dtype)
+    cross_entropy_terms(y, yhat, terms)
+    return cross_entropy_mean(terms, *y.shape)
 
 
 @jit

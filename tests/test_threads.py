@@ -147,11 +147,12 @@ def test_two_threads_match_one_after_the_other(modes, dtypes, permutation_per_th
         (64, 128, 64, 1),  # W3's: two panels on one thread cost more than two threads save
         (64, 100, 256, 2),
         (100, 256, 64, 2),
-        (64, 512, 512, 8),  # 16 times that: twice as many panels for every 4 times the work
+        (64, 256, 256, 4),  # 4 times that: twice as many panels for every 4 times the work
         (8, 8, 8, 1),
         (64, 4, 100, 1),
-        (2048, 2048, 256, 16),  # at most MAX_PANELS
-        (16, 2048, 2048, 16),
+        (64, 512, 512, 4),  # at most MAX_PANELS
+        (2048, 2048, 256, 4),
+        (16, 2048, 2048, 4),
         (12, 9, 100000, 1),  # none narrower than 8
     ],
 )

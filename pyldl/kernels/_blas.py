@@ -88,8 +88,10 @@ def _voidptr(typingctx, address):
 # order of its sums, depend on the shapes alone, whether they run one after another or side by
 # side. (W4's 64 x 256 x 100: 2 panels, one thread 0.053 s an epoch, two 0.034 s; cut into 4,
 # 0.060 and 0.040. W3's 64 x 64 x 128, cut in 2 from 2**19: 0.92x the speed of one BLAS call
-# at 26bd714, from 2**20 uncut: 1.02x.)
-PANEL_WORK, MAX_PANELS = 2**18, 16
+# at 26bd714, from 2**20 uncut: 1.02x. W6's 256 x 1024 x 2048 on two threads: 2 panels 6.2 ms,
+# as OpenBLAS's own two threads; 4: 6.5; 8: 7.1; 16: 8.2, and W6's epoch 0.78x the speed of
+# 26bd714's, which ran it on OpenBLAS's threads: at most 4.)
+PANEL_WORK, MAX_PANELS = 2**18, 4
 
 
 def panel_count(m, n, k):

@@ -21,7 +21,8 @@ the update; and the windows of a Conv1D's delta below (``scratch``).
 The epoch calls one forward and one backward kernel per kind, the same ones the Module
 wrappers call (kernels.modules, .activations, .losses), and each activation's derivative
 from its output, which forward keeps. The activations and the loss it calls through a table
-of C callbacks (``calls``), compiled per dtype for the kinds a plan uses.
+of C callbacks (``calls``), compiled per dtype for the kinds a plan uses, which run in blocks
+of rows side by side when the products do (``side_by_side``).
 """
 
 import ctypes
@@ -170,7 +171,7 @@ FORWARD, BACKWARD, LOSS = 0, 1, 2
 
 def _values(pointer, cols, lo, hi):
     """The values of rows lo to hi of the rows of ``cols`` values at ``pointer``, as a 1-D array
-    (of an array's first values without Numba)."""
+    (without Numba, ``pointer`` is an array, seen flat)."""
     return pointer.reshape(pointer.size)[lo * cols : hi * cols]
 
 
@@ -390,7 +391,8 @@ def _run(typingctx, address, threads, a, b, c, d, rows, cols, eps):
         total.add_incoming(single, alone_block)
         return total
 
-    if all(isinstance(t, (types.Array, types.Integer)) for t in blocks):
+    numbers = all(isinstance(t, types.Integer) for t in (address, threads, rows, cols))
+    if numbers and eps == types.float64 and all(isinstance(t, (types.Array, types.Integer)) for t in blocks):
         return types.float64(address, threads, a, b, c, d, rows, cols, eps), codegen
 
 

@@ -323,11 +323,6 @@ _SIDE_BY_SIDE = []  # the compiled function (kept alive: the slot holds its addr
 _lock = threading.Lock()
 
 
-@intrinsic
-def _side_by_side_address(typingctx):
-    return types.intp(), lambda context, builder, signature, args: load_slot(builder, _SYMBOL)
-
-
 def _side_by_side(address, threads, a, b, c, d, rows, cols, eps):
     """The callback at ``address`` on the rows of the blocks at addresses a, b, c, d in blocks
     side by side on up to ``threads`` threads, then its total alone (the loss, in order)."""

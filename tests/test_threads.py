@@ -26,7 +26,9 @@ from pyldl.kernels import optimizers as fused
 from pyldl.reference.losses import bce_epsilon
 from pyldl.workloads import WORKLOADS
 
-pytestmark = pytest.mark.skipif(
+# the tests of kernels (they release the GIL, run side by side, compile parallel functions);
+# the thread choice's own logic is plain Python and runs without the JIT too
+compiled_only = pytest.mark.skipif(
     numba.config.DISABLE_JIT, reason="tests compiled kernels that release the GIL: needs the JIT"
 )
 
@@ -114,6 +116,7 @@ def assert_identical(got, expected):
         assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
 
 
+@compiled_only
 @pytest.mark.parametrize(
     "modes", [("optim", "optim"), ("sgd", "sgd"), ("optim", "sgd")], ids=["optim", "sgd", "mixed"]
 )
@@ -161,6 +164,7 @@ def test_panels_are_fixed_by_the_shape(m, n, k, count):
     assert max(m, n) // count >= 8 and count & (count - 1) == 0  # at least 8 wide, a power of two
 
 
+@compiled_only
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize(
     ("n", "n_in", "n_out"),
@@ -202,6 +206,7 @@ def test_products_in_panels_give_the_same_bits_on_any_number_of_threads(n, n_in,
             assert np.abs(got - truth).max() <= 2 * np.abs(by_numpy - truth).max()
 
 
+@compiled_only
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_callbacks_in_blocks_of_rows_give_the_same_bits_on_any_number_of_threads(dtype):
     rows, cols = 100, 160  # 3 uneven blocks of rows from 3 threads on (16000 // BLOCK_VALUES)
@@ -253,6 +258,7 @@ class _Net:  # Trainer.parameters on a bare network
         self.network = network
 
 
+@compiled_only
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_losses_are_bitwise_the_same_for_any_thread_count(dtype):
     pytest.importorskip("sklearn")
@@ -261,6 +267,7 @@ def test_losses_are_bitwise_the_same_for_any_thread_count(dtype):
         assert usps_like_training(threads, dtype=dtype) == expected
 
 
+@compiled_only
 def test_losses_are_bitwise_the_same_under_load():
     pytest.importorskip("sklearn")
     expected = usps_like_training(1)
@@ -351,6 +358,7 @@ def test_the_setting_the_argument_and_the_environment():
     assert failed.returncode and "PYLDL_NUM_THREADS must be a positive integer or 'auto'" in failed.stderr
 
 
+@compiled_only
 @pytest.mark.skipif(_blas._THREADS is None, reason="SciPy's BLAS is not OpenBLAS")
 def test_blas_limits_a_sweep_and_a_second_run_cap_the_count():
     threadpoolctl = pytest.importorskip("threadpoolctl")
@@ -379,6 +387,7 @@ def test_blas_limits_a_sweep_and_a_second_run_cap_the_count():
         pyldl.set_num_threads(None)
 
 
+@compiled_only
 def test_no_threads_in_a_forked_child():
     if not hasattr(os, "fork"):
         pytest.skip("no fork")

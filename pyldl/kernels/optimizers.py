@@ -228,26 +228,27 @@ def _softmax_forward(a, b, c, d, rows, cols, eps, lo, hi, total):
     return 0.0
 
 
-# (in place, by the scalar derivatives: a kernel taking delta twice, as its input and its
-# output, would not vectorise: LLVM's overlap check fails on exactly overlapping arrays)
-def _tanh_backward(a, b, c, d, rows, cols, eps, lo, hi, total):
-    out, delta = _values(a, cols, lo, hi), _values(b, cols, lo, hi)
+@jit(inline=True)
+def _in_place(derivative, out, delta):
+    """delta = derivative(out, delta), value by value, in place: a kernel taking delta twice, as
+    its input and its output, would not vectorise (LLVM's overlap check fails on exactly
+    overlapping arrays)."""
     for i in range(delta.size):
-        delta[i] = tanh_backward(out[i], delta[i])
+        delta[i] = derivative(out[i], delta[i])
+
+
+def _tanh_backward(a, b, c, d, rows, cols, eps, lo, hi, total):
+    _in_place(tanh_backward, _values(a, cols, lo, hi), _values(b, cols, lo, hi))
     return 0.0
 
 
 def _sigmoid_backward(a, b, c, d, rows, cols, eps, lo, hi, total):
-    out, delta = _values(a, cols, lo, hi), _values(b, cols, lo, hi)
-    for i in range(delta.size):
-        delta[i] = sigmoid_backward(out[i], delta[i])
+    _in_place(sigmoid_backward, _values(a, cols, lo, hi), _values(b, cols, lo, hi))
     return 0.0
 
 
 def _relu_backward(a, b, c, d, rows, cols, eps, lo, hi, total):
-    out, delta = _values(a, cols, lo, hi), _values(b, cols, lo, hi)
-    for i in range(delta.size):
-        delta[i] = relu_backward(out[i], delta[i])
+    _in_place(relu_backward, _values(a, cols, lo, hi), _values(b, cols, lo, hi))
     return 0.0
 
 

@@ -83,7 +83,7 @@ WORKER = textwrap.dedent(
                                                 threads=threads))
         from pyldl.kernels import optimizers as fused
         results["side_by_side_hits"] = [_blas._SIDE_BY_SIDE[np.dtype(np.float64)].cache_hits,
-                                        fused._SIDE_BY_SIDE[0].cache_hits]  # panels, callbacks
+                                        fused._SIDE_BY_SIDE["callbacks"].cache_hits]  # panels, callbacks
 
     kernels = {}
     for module_name, module in sorted(sys.modules.items()):

@@ -26,7 +26,6 @@ of rows side by side when the products do (``side_by_side``).
 """
 
 import ctypes
-import threading
 
 import numba
 import numpy as np
@@ -320,8 +319,7 @@ def calls(dtype, activations, loss):
 BLOCK_VALUES = 4096
 _SYMBOL = "pyldl_callbacks_side_by_side"
 _SLOT = slot(_SYMBOL)
-_SIDE_BY_SIDE = []  # the compiled function (kept alive: the slot holds its address)
-_lock = threading.Lock()
+_SIDE_BY_SIDE = {}  # "callbacks": the compiled function (kept alive: the slot holds its address)
 
 
 def _side_by_side(address, threads, a, b, c, d, rows, cols, eps):
@@ -346,9 +344,8 @@ def side_by_side(dtype):
     if _SIDE_BY_SIDE or numba.config.DISABLE_JIT:
         return
     compiled = cfunc(types.float64(*[types.intp] * 8, types.float64), parallel=True)(_side_by_side)
-    with _lock:  # where two threads compiled it, the slot holds the one that stays alive
-        _SIDE_BY_SIDE.append(compiled)
-        _SLOT.value = _SIDE_BY_SIDE[0].address
+    # setdefault: where two threads compiled it, the slot holds the one that stays alive
+    _SLOT.value = _SIDE_BY_SIDE.setdefault("callbacks", compiled).address
 
 
 @intrinsic

@@ -6,13 +6,16 @@ same losses whatever the count, and whatever the machine's load.
 
 Automatic choice (the default), as FFTW's planner or cuDNN's benchmark mode choose: runs take
 turns with each candidate count (1, 2, 4, ... up to ``usable_cores()``) until each has
-``SAMPLES`` timed runs and ``SAMPLE_SECONDS`` of them, and the count with the lowest median
-seconds per row is kept (the first run at each count is not timed: it may compile, or start
-the threads). It is remembered for the
+``SAMPLES`` timed runs and ``SAMPLE_SECONDS`` of them, and the fewest threads whose median
+seconds per row is within ``MARGIN`` of the lowest is kept (the first run at each count is not
+timed: it may compile, or start the threads; threads that barely help are left to the rest of
+the machine). It is remembered for the
 process by the products' shapes, the batch's rows and the dtype (a grid search builds hundreds
 of networks of a few shapes), and measured again when the median of the kept count's last
 ``DRIFT_RUNS`` runs drifts past ``DRIFT`` times the time it was chosen on: slower where fewer
-threads may now win (the machine got busy), faster where more may (it got idle).
+threads may now win (the machine got busy), faster where more may (it got idle); and at once
+when one run on more than one thread takes ``STALL`` times that (on a busy machine, threads
+that wait for one another's turn on a core can make whole epochs several times slower).
 
 Caps, smallest first: one thread while other pyldl runs or a sweep run at once (the count is
 process-wide for OpenBLAS; a sweep fills the cores with trainings), and in a process forked
@@ -34,7 +37,8 @@ import numba
 from .kernels import _blas
 
 SAMPLES, SAMPLE_SECONDS = 3, 0.02  # timed runs of each candidate, and seconds, before choosing
-DRIFT, DRIFT_RUNS = 1.5, 5
+MARGIN = 0.05
+DRIFT, DRIFT_RUNS, STALL = 1.5, 5, 3.0
 _ENV = "PYLDL_NUM_THREADS"
 
 
@@ -140,14 +144,16 @@ class _Choice:
             self.spent[count] += seconds
             if all(len(t) >= SAMPLES and self.spent[c] >= SAMPLE_SECONDS for c, t in self.samples.items()):
                 medians = {c: sorted(t)[len(t) // 2] for c, t in self.samples.items()}
-                self.kept = min(medians, key=medians.get)
+                fastest = min(medians.values())
+                self.kept = min(c for c, median in medians.items() if median <= fastest * (1 + MARGIN))
                 self.chosen_at = medians[self.kept]
         else:
             self.recent = [*self.recent[1 - DRIFT_RUNS :], seconds / rows]
             typical = sorted(self.recent)[len(self.recent) // 2]
             slower = typical > self.chosen_at * DRIFT and self.kept > 1  # fewer threads may win now
             faster = typical * DRIFT < self.chosen_at and self.kept < max(self.candidates)  # more may
-            if len(self.recent) == DRIFT_RUNS and (slower or faster):  # measure again
+            stalled = self.recent[-1] > self.chosen_at * STALL and self.kept > 1
+            if stalled or (len(self.recent) == DRIFT_RUNS and (slower or faster)):  # measure again
                 self.__init__(self.candidates, self.warm)
 
 
@@ -175,6 +181,7 @@ def running(key, threads=None):
                     choice = _choices[key, cap] = _Choice(_candidates(cap))
                 count = choice.next()
             if count > 1:
+                _blas.launch_threads()
                 numba.set_num_threads(count)
             yield _Run(count, choice)
     finally:

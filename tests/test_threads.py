@@ -315,6 +315,34 @@ def test_the_choice_takes_turns_keeps_the_fastest_and_measures_again_on_drift():
     assert choice.kept is None
 
 
+def _chosen(seconds):
+    """The count a choice keeps when each count's runs of 1 row take ``seconds[count]``."""
+    choice = _threads._Choice(sorted(seconds))
+    while choice.kept is None:
+        count = choice.next()
+        choice.record(count, seconds[count], 1)
+    return choice
+
+
+def test_the_choice_keeps_the_fewest_threads_within_the_margin_of_the_fastest():
+    close = 1 + _threads.MARGIN * 0.6
+    assert _chosen({1: close, 2: 1.0, 4: 0.99}).kept == 1  # 1 within MARGIN of 4's 0.99
+    assert _chosen({1: 1.2, 2: close, 4: 1.0}).kept == 2
+    assert _chosen({1: 1.2, 2: 1.1, 4: 1.0}).kept == 4
+
+
+def test_the_choice_measures_again_at_once_after_a_stalled_run():
+    choice = _chosen({1: 2.0, 2: 1.0})
+    assert choice.kept == 2 and choice.chosen_at == 1.0
+    choice.record(2, _threads.STALL * 0.9, 1)  # slow, but one run only: kept
+    assert choice.kept == 2
+    choice.record(2, _threads.STALL * 1.1, 1)  # one run stalled: measure again
+    assert choice.kept is None
+    choice = _chosen({1: 1.0, 2: 2.0})
+    choice.record(1, _threads.STALL * 2, 1)  # on one thread nothing waits for another
+    assert choice.kept == 1
+
+
 def test_the_choice_waits_for_enough_seconds_of_short_runs():
     choice = _threads._Choice([1, 2])
     for count in (1, 2):
@@ -385,6 +413,31 @@ def test_blas_limits_a_sweep_and_a_second_run_cap_the_count():
             assert out.stdout == "1\n"
     finally:
         pyldl.set_num_threads(None)
+
+
+def test_gnu_openmp_spins_less_unless_the_user_set_its_waiting():
+    code = (
+        "import ctypes, os, numba\n"
+        "from pyldl.kernels import _blas\n"
+        "_blas.launch_threads()\n"
+        "print(os.environ.get('GOMP_SPINCOUNT'))\n"
+        "try:\n"
+        "    assert numba.threading_layer() == 'omp'\n"
+        "    ctypes.CDLL('libgomp.so.1').omp_display_env(1)\n"
+        "except (AssertionError, OSError):\n"
+        "    print('not GNU OpenMP')\n"
+    )
+    for setting, expected in ((None, _blas.SPINCOUNT), ("5000", 5000)):
+        env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+        if setting:
+            env["GOMP_SPINCOUNT"] = setting
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        if "not GNU OpenMP" in out.stdout:
+            pytest.skip("Numba's threading layer is not GNU OpenMP here")
+        assert out.stdout == f"{setting}\n"  # the environment as it was
+        assert f"GOMP_SPINCOUNT = '{expected}'" in out.stderr
 
 
 @compiled_only

@@ -6,16 +6,16 @@ same losses whatever the count, and whatever the machine's load.
 
 Automatic choice (the default), as FFTW's planner or cuDNN's benchmark mode choose: runs take
 turns with each candidate count (1, 2, 4, ... up to ``usable_cores()``) until each has
-``SAMPLES`` timed runs and ``SAMPLE_SECONDS`` of them, and the fewest threads whose median
+``SAMPLES`` timed runs and ``SAMPLE_SECONDS`` of them, and the fewest threads whose mean
 seconds per row is within ``MARGIN`` of the lowest is kept (the first run at each count is not
 timed: it may compile, or start the threads; threads that barely help are left to the rest of
-the machine). It is remembered for the
-process by the products' shapes, the batch's rows and the dtype (a grid search builds hundreds
-of networks of a few shapes), and measured again when the median of the kept count's last
-``DRIFT_RUNS`` runs drifts past ``DRIFT`` times the time it was chosen on: slower where fewer
-threads may now win (the machine got busy), faster where more may (it got idle); and at once
-when one run on more than one thread takes ``STALL`` times that (on a busy machine, threads
-that wait for one another's turn on a core can make whole epochs several times slower).
+the machine). Means, not medians: on a busy machine threads wait for one another's turn on a
+core, and the few runs that stall can cost more than all the others save. The choice is
+remembered for the process by the products' shapes, the batch's rows and the dtype (a grid
+search builds hundreds of networks of a few shapes), and measured again when the kept count's
+mean over its last ``DRIFT_RUNS`` runs and ``DRIFT_SECONDS`` drifts past ``DRIFT`` times the
+time it was chosen on: slower where fewer threads may now win (the machine got busy), faster
+where more may (it got idle).
 
 Caps, smallest first: one thread while other pyldl runs or a sweep run at once (the count is
 process-wide for OpenBLAS; a sweep fills the cores with trainings), and in a process forked
@@ -38,7 +38,7 @@ from .kernels import _blas
 
 SAMPLES, SAMPLE_SECONDS = 3, 0.02  # timed runs of each candidate, and seconds, before choosing
 MARGIN = 0.05
-DRIFT, DRIFT_RUNS, STALL = 1.5, 5, 3.0
+DRIFT, DRIFT_RUNS, DRIFT_SECONDS = 1.5, 5, 0.1  # how far, over how many runs and seconds
 _ENV = "PYLDL_NUM_THREADS"
 
 
@@ -122,39 +122,48 @@ def _candidates(cap):
 
 
 class _Choice:
-    """The measurements and the kept count for one key."""
+    """The measurements and the kept count for one key: timed runs' seconds and rows summed, so
+    each count is judged by its mean time per row, stalls included."""
 
     def __init__(self, candidates, warm=()):
         self.candidates = candidates
-        self.samples = {count: [] for count in candidates}  # seconds per row
-        self.spent = dict.fromkeys(candidates, 0.0)
+        self.timed = {count: [0, 0.0, 0] for count in candidates}  # runs, seconds, rows
         self.warm = set(warm)  # counts that ran once: a first run may compile or start threads
-        self.kept, self.chosen_at, self.recent = None, None, []
+        self.kept, self.chosen_at, self.window = None, None, [0, 0.0, 0]
 
     def next(self):
         if self.kept is not None:
             return self.kept
-        return min(self.candidates, key=lambda c: ((c in self.warm) + len(self.samples[c]), self.spent[c]))
+        return min(self.candidates, key=lambda c: ((c in self.warm) + self.timed[c][0], self.timed[c][1]))
 
     def record(self, count, seconds, rows):
         if count not in self.warm:
             self.warm.add(count)
-        elif self.kept is None:
-            self.samples[count].append(seconds / rows)
-            self.spent[count] += seconds
-            if all(len(t) >= SAMPLES and self.spent[c] >= SAMPLE_SECONDS for c, t in self.samples.items()):
-                medians = {c: sorted(t)[len(t) // 2] for c, t in self.samples.items()}
-                fastest = min(medians.values())
-                self.kept = min(c for c, median in medians.items() if median <= fastest * (1 + MARGIN))
-                self.chosen_at = medians[self.kept]
-        else:
-            self.recent = [*self.recent[1 - DRIFT_RUNS :], seconds / rows]
-            typical = sorted(self.recent)[len(self.recent) // 2]
-            slower = typical > self.chosen_at * DRIFT and self.kept > 1  # fewer threads may win now
-            faster = typical * DRIFT < self.chosen_at and self.kept < max(self.candidates)  # more may
-            stalled = self.recent[-1] > self.chosen_at * STALL and self.kept > 1
-            if stalled or (len(self.recent) == DRIFT_RUNS and (slower or faster)):  # measure again
+            return
+        if self.kept is None:
+            _add(self.timed[count], seconds, rows)
+            if all(runs >= SAMPLES and spent >= SAMPLE_SECONDS for runs, spent, _ in self.timed.values()):
+                per_row = {c: spent / rows for c, (_, spent, rows) in self.timed.items()}
+                fastest = min(per_row.values())
+                self.kept = min(c for c, t in per_row.items() if t <= fastest * (1 + MARGIN))
+                self.chosen_at = per_row[self.kept]
+            return
+        runs, spent, window_rows = _add(self.window, seconds, rows)
+        if runs >= DRIFT_RUNS and spent >= DRIFT_SECONDS:
+            self.window = [0, 0.0, 0]
+            drift = spent / window_rows / self.chosen_at
+            slower = drift > DRIFT and self.kept > 1  # fewer threads may win now
+            faster = drift * DRIFT < 1 and self.kept < max(self.candidates)  # more may
+            if slower or faster:  # measure again
                 self.__init__(self.candidates, self.warm)
+
+
+def _add(totals, seconds, rows):
+    """Add one run to [runs, seconds, rows]; the new totals."""
+    totals[0] += 1
+    totals[1] += seconds
+    totals[2] += rows
+    return totals
 
 
 @contextmanager

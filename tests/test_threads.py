@@ -7,6 +7,7 @@ draws its row order from NumPy's global RNG, whose draws two threads would race 
 tests give each thread its own permutation, so the only thing left to differ is the kernels.
 """
 
+import math
 import os
 import subprocess
 import sys
@@ -281,6 +282,13 @@ def test_losses_are_bitwise_the_same_under_load():
             process.wait()
 
 
+def _window(choice, per_row, rows=1):
+    """Runs of ``rows`` rows at the kept count, ``per_row`` seconds a row, until its drift is
+    checked (from a new window)."""
+    for _ in range(max(_threads.DRIFT_RUNS, math.ceil(_threads.DRIFT_SECONDS / (per_row * rows)))):
+        choice.record(choice.kept, per_row * rows, rows)
+
+
 def test_the_choice_takes_turns_keeps_the_fastest_and_measures_again_on_drift():
     choice = _threads._Choice([1, 2, 4])
     seconds = {1: 3.0, 2: 1.0, 4: 2.0}  # per run of 1 row
@@ -292,14 +300,12 @@ def test_the_choice_takes_turns_keeps_the_fastest_and_measures_again_on_drift():
         choice.record(count, 100.0 if turns.count(count) == 1 else seconds[count], 1)
     assert turns[:3] == [1, 2, 4] and sorted(turns) == sorted([1, 2, 4] * (1 + _threads.SAMPLES))
     assert choice.next() == 2 and choice.chosen_at == 1.0
-    slow = _threads.DRIFT * 1.1
-    choice.record(2, 2.4, 2)  # per row, within DRIFT: kept
-    for _ in range(_threads.DRIFT_RUNS - 3):
+    _window(choice, 1.4, rows=2)  # within DRIFT: kept
+    assert choice.kept == 2
+    for _ in range(_threads.DRIFT_RUNS - 1):
         choice.record(2, 1.0, 1)
-    for _ in range(2):
-        choice.record(2, slow, 1)  # a minority of the last DRIFT_RUNS slow: the median stays
-    assert choice.next() == 2
-    choice.record(2, slow, 1)  # now most of them: measure again, in turns
+    assert choice.kept == 2  # the window is not complete yet
+    choice.record(2, 1.0 + _threads.DRIFT * _threads.DRIFT_RUNS, 1)  # one run stalled: the mean drifts
     assert choice.kept is None
     turns = []
     for _ in range(3 * _threads.SAMPLES):  # no first runs this time: they are warm
@@ -307,12 +313,20 @@ def test_the_choice_takes_turns_keeps_the_fastest_and_measures_again_on_drift():
         choice.record(turns[-1], {1: 1.0, 2: 5.0, 4: 5.0}[turns[-1]], 1)  # busy now: one thread is best
     assert sorted(turns) == sorted([1, 2, 4] * _threads.SAMPLES)
     assert choice.next() == 1
-    for _ in range(2 * _threads.DRIFT_RUNS):
-        choice.record(1, 10.0, 1)  # busier still: fewer threads than one cannot help
+    _window(choice, 10.0)  # busier still: fewer threads than one cannot help
     assert choice.next() == 1 and choice.kept == 1
-    for _ in range(_threads.DRIFT_RUNS):
-        choice.record(1, 0.5, 1)  # idle again: more threads may help
+    _window(choice, 0.5)  # idle again: more threads may help
     assert choice.kept is None
+
+
+def test_the_choice_counts_the_runs_that_stall():
+    # the median of 2's runs is 0.5, but their mean 3.67: one thread's 1.0 is kept
+    runs = {1: [1.0] * _threads.SAMPLES, 2: [0.5, 10.0] + [0.5] * (_threads.SAMPLES - 2)}
+    choice = _threads._Choice([1, 2], warm=[1, 2])
+    while choice.kept is None:
+        count = choice.next()
+        choice.record(count, runs[count].pop(0), 1)
+    assert choice.kept == 1
 
 
 def _chosen(seconds):
@@ -329,18 +343,6 @@ def test_the_choice_keeps_the_fewest_threads_within_the_margin_of_the_fastest():
     assert _chosen({1: close, 2: 1.0, 4: 0.99}).kept == 1  # 1 within MARGIN of 4's 0.99
     assert _chosen({1: 1.2, 2: close, 4: 1.0}).kept == 2
     assert _chosen({1: 1.2, 2: 1.1, 4: 1.0}).kept == 4
-
-
-def test_the_choice_measures_again_at_once_after_a_stalled_run():
-    choice = _chosen({1: 2.0, 2: 1.0})
-    assert choice.kept == 2 and choice.chosen_at == 1.0
-    choice.record(2, _threads.STALL * 0.9, 1)  # slow, but one run only: kept
-    assert choice.kept == 2
-    choice.record(2, _threads.STALL * 1.1, 1)  # one run stalled: measure again
-    assert choice.kept is None
-    choice = _chosen({1: 1.0, 2: 2.0})
-    choice.record(1, _threads.STALL * 2, 1)  # on one thread nothing waits for another
-    assert choice.kept == 1
 
 
 def test_the_choice_waits_for_enough_seconds_of_short_runs():

@@ -138,8 +138,9 @@ def busy(cores):
     return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores)]
 
 
-def measure(args, workers, key, dtype, cores):
-    """One cell: warm every worker up (auto makes its choice there), then rounds in rotation."""
+def measure(args, workers, key, dtype, min_time):
+    """One cell: warm every worker up (auto makes its choice there), then rounds in rotation,
+    each timed call at least ``min_time`` seconds."""
     from pyldl.workloads import WORKLOADS
 
     workload = WORKLOADS[key]
@@ -148,7 +149,7 @@ def measure(args, workers, key, dtype, cores):
     for name, handle in workers.items():
         reply = ask(handle, "prepare", key, dtype, n_samples, args.warmup)
         losses[name], epoch[name] = reply["losses"], min(reply["epoch_times"])
-    reps = max(1, round(args.min_time / max(min(epoch.values()), 1e-4)))
+    reps = max(1, round(min_time / max(min(epoch.values()), 1e-4)))
     times = {name: [] for name in workers}
     names = list(workers)
     for r in range(args.rounds):
@@ -186,10 +187,17 @@ def run(args):
         "all": ("fused", {"PYLDL_NUM_THREADS": str(cores)}),
         "bare": ("bare", {}),
     }
-    report = {"cores": cores, "base": args.base, "rounds": args.rounds, "conditions": {}}
+    report = {
+        "cores": cores,
+        "base": args.base,
+        "rounds": args.rounds,
+        "call_seconds": {"idle": args.min_time, "loaded": args.loaded_min_time},
+        "conditions": {},
+    }
     with worktree(args.base) as base:
         for condition in ("idle", "loaded"):
             load = busy(cores) if condition == "loaded" else []
+            min_time = args.loaded_min_time if load else args.min_time
             try:
                 time.sleep(1.0 if load else 0.0)
                 workers = {
@@ -208,7 +216,7 @@ def run(args):
                 }
                 for key in args.workloads:
                     for dtype in args.dtypes:
-                        cells.append(measure(args, workers, key, dtype, cores))
+                        cells.append(measure(args, workers, key, dtype, min_time))
                         print(table_row(cells[-1], report["conditions"][condition]), flush=True)
                 report["conditions"][condition]["load_average_after"] = list(os.getloadavg())
                 for handle in workers.values():
@@ -243,10 +251,16 @@ def table_row(cell, condition):
     )
 
 
+def _calls(report):
+    calls = report.get("call_seconds")
+    return f" of timed calls of at least {calls['idle']} s idle, {calls['loaded']} s loaded" if calls else ""
+
+
 def render(report):
     lines = [
         f"Measured by `python -m benchmarks.threads` on {report['cores']} usable cores, medians of "
-        f"{report['rounds']} rounds; base: commit {report['base'] or 'not run'}. Seconds per epoch "
+        f"{report['rounds']} rounds{_calls(report)}; base: commit {report['base'] or 'not run'}. "
+        "Seconds per epoch "
         "(float64 unless named); speed-ups of the automatic choice; % of the GEMM rate (2048^3 "
         "through SciPy's OpenBLAS, the best of one thread and all cores, same load); the losses of "
         "auto and all cores bitwise those of one thread.",
@@ -322,7 +336,13 @@ def main(argv=None):
     parser.add_argument("--dtypes", default="float64")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=10, help="untimed epochs first (auto chooses there)")
-    parser.add_argument("--min-time", type=float, default=0.2, help="seconds per timed call")
+    parser.add_argument("--min-time", type=float, default=0.2, help="seconds per timed call, idle")
+    parser.add_argument(
+        "--loaded-min-time",
+        type=float,
+        default=1.0,
+        help="seconds per timed call, loaded (the machine's share for each call varies more)",
+    )
     parser.add_argument(
         "--pause",
         type=float,

@@ -330,13 +330,22 @@ def gemm_seconds(dtype, n=2048, repeats=5):
     return float(np.median(times)), times
 
 
+def _choices():
+    from pyldl import threads
+
+    return threads._choices
+
+
 def worker(conn, impl, env):
     """Serve one implementation in its own process (so thread pools never share one).
 
     Requests on ``conn``: ("prepare", key, dtype, n_samples, n_check) builds the runner, times
     the first call (compile plus one epoch) and trains ``n_check`` epochs in all, returning
     their losses; ("time", reps, pause) sleeps ``pause`` s, then times ``reps`` epochs;
-    ("gemm", dtype) times a 2048^3 product; ("drop",) frees the runner; ("ping",) answers
+    ("gemm", dtype) times a 2048^3 product; ("threads",) gives the thread counts pyldl's
+    automatic choice keeps for the products of the last "prepare" (None while it measures;
+    none where they are too small to split); ("drop",) frees the
+    runner; ("ping",) answers
     once the imports are done; ("quit",).
     Replies are ("ok", value) or ("error", message).
     """
@@ -360,6 +369,7 @@ def worker(conn, impl, env):
             elif request[0] == "prepare":
                 _, key, dtype, n_samples, n_check = request
                 runner = None
+                known = set(_choices())  # the thread choices of earlier cells
                 workload = WORKLOADS[key]
                 X, y = workload.data(n_samples)
                 start = time.perf_counter()
@@ -386,6 +396,9 @@ def worker(conn, impl, env):
                 reply = (time.perf_counter() - start) / reps
             elif request[0] == "gemm":
                 reply = gemm_seconds(np.dtype(request[1]))
+            elif request[0] == "threads":
+                kept = {choice.kept for key, choice in _choices().items() if key not in known}
+                reply = sorted(kept, key=str)
             elif request[0] == "drop":
                 runner, reply = None, None
             else:

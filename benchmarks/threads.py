@@ -155,6 +155,7 @@ def measure(args, workers, key, dtype, min_time):
     for r in range(args.rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             times[name].append(ask(workers[name], "time", reps, args.pause))
+    kept = ask(workers["auto"], "threads")  # auto's counts at the end, for the GEMM rate
     for handle in workers.values():
         ask(handle, "drop")
     same = {name: losses[name] == losses["one"] for name in ("auto", "all") if name in losses}
@@ -167,6 +168,7 @@ def measure(args, workers, key, dtype, min_time):
         "seconds": {name: sorted(t)[len(t) // 2] for name, t in times.items()},
         "rounds": times,
         "gflops_per_epoch": flops / 1e9,
+        "auto_threads": kept,
         "bitwise_equal_to_one": same,
     }
 
@@ -238,17 +240,26 @@ def seconds(value):
 
 def table_row(cell, condition):
     s = cell["seconds"]
-    gemm = condition["gemm_gflops"]
     rate = cell["gflops_per_epoch"] / s["auto"]
-    best = max(float(v) for v in gemm.values())
+    threads, gemm = _auto_threads(cell), condition["gemm_gflops"]
+    at = float(gemm[str(threads)]) if str(threads) in gemm else max(float(v) for v in gemm.values())
     same = "yes" if all(cell["bitwise_equal_to_one"].values()) else "NO"
     dtype = cell["dtype"].replace("float", "f")
     return (
         f"| {cell['workload']} {dtype} | {seconds(s.get('base'))} | {seconds(s['one'])} | "
         f"{seconds(s['all'])} | {seconds(s['auto'])} | {ratio(s.get('base'), s['auto'])} | "
         f"{ratio(s['one'], s['auto'])} | "
-        f"{ratio(s.get('bare'), s['auto'])} | {100 * rate / best:.0f}% | {same} |"
+        f"{ratio(s.get('bare'), s['auto'])} | {threads or '?'} | {100 * rate / at:.0f}% | "
+        f"{same} |"
     )
+
+
+def _auto_threads(cell):
+    """The one count auto kept in ``cell`` (1 where the products are not split), else None."""
+    kept = cell.get("auto_threads")
+    if kept == []:
+        return 1
+    return kept[0] if kept and len(kept) == 1 and kept[0] is not None else None
 
 
 def _calls(report):
@@ -261,9 +272,10 @@ def render(report):
         f"Measured by `python -m benchmarks.threads` on {report['cores']} usable cores, medians of "
         f"{report['rounds']} rounds{_calls(report)}; base: commit {report['base'] or 'not run'}. "
         "Seconds per epoch "
-        "(float64 unless named); speed-ups of the automatic choice; % of the GEMM rate (2048^3 "
-        "through SciPy's OpenBLAS, the best of one thread and all cores, same load); the losses of "
-        "auto and all cores bitwise those of one thread.",
+        "(float64 unless named); speed-ups of the automatic choice; the thread count it kept at the "
+        "end (? where it measured, or kept several); % of the GEMM rate (2048^3 through SciPy's "
+        "OpenBLAS, the BLAS pyldl calls, at that count, or all cores where unknown; same load); the "
+        "losses of auto and all cores bitwise those of one thread.",
         "",
     ]
     for name, condition in report["conditions"].items():
@@ -276,8 +288,8 @@ def render(report):
             f"**{name.capitalize()}** ({what}; load average {load:.1f} at the start; GEMM GFLOP/s: {gemm}):",
             "",
             "| workload | base | one | all | auto | auto vs base | auto vs one | auto vs bare NumPy "
-            "| auto, % GEMM | bitwise |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| auto's threads | auto, % GEMM | bitwise |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         lines += [table_row(cell, condition) for cell in condition["cells"]]
         lines.append("")

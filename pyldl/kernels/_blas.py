@@ -213,9 +213,10 @@ def _panels_side_by_side(count, rows, trans_a, trans_b, m, n, k, alpha, a, lda, 
 # GNU OpenMP's threads, between and at the end of parallel loops, spin GOMP_SPINCOUNT times
 # before they sleep: 300,000 by default, 15 ms of `pause` on this machine's Skylake cores. On a
 # busy machine a thread spinning for one that is not running keeps it from running: W4 on two
-# threads beside two CPU-bound processes took 0.09 s an epoch, and in 3 runs of 12 2-6 s
-# (85% of its time in libgomp's spin); with 30,000 every run took 0.08 s (one thread 0.07-0.08).
-# Idle, 30,000 keeps the default's 0.036-0.039 s (3,000 0.037-0.039; 300, asleep at almost every
+# threads beside two CPU-bound processes took 0.08-0.09 s an epoch, but in 3 runs of 12, epochs
+# of 2-6 s (85% of the time in libgomp's spin); with 30,000, 0.08 s, and in 3 runs of 21 epochs
+# of about 0.7 s (the thread choice's means see those and keep one thread). Idle, 30,000 keeps
+# the default's 0.036-0.039 s (3,000 0.035-0.039; 1,000 0.056-0.062; 300, asleep at almost every
 # loop's end, 0.10). A user's GOMP_SPINCOUNT or OMP_WAIT_POLICY is kept.
 SPINCOUNT = 30_000
 

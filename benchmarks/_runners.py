@@ -343,8 +343,8 @@ def worker(conn, impl, env):
     the first call (compile plus one epoch) and trains ``n_check`` epochs in all, returning
     their losses; ("time", reps, pause) sleeps ``pause`` s, then times ``reps`` epochs;
     ("gemm", dtype) times a 2048^3 product; ("threads",) gives the thread counts pyldl's
-    automatic choice keeps for the products of the last "prepare" (None while it measures;
-    none where they are too small to split); ("drop",) frees the
+    automatic choice keeps for the products of the last "prepare", which starts them afresh
+    (None while it measures; none where they are too small to split); ("drop",) frees the
     runner; ("ping",) answers
     once the imports are done; ("quit",).
     Replies are ("ok", value) or ("error", message).
@@ -369,7 +369,7 @@ def worker(conn, impl, env):
             elif request[0] == "prepare":
                 _, key, dtype, n_samples, n_check = request
                 runner = None
-                known = set(_choices())  # the thread choices of earlier cells
+                _choices().clear()  # each cell's thread choice starts afresh, as in a new process
                 workload = WORKLOADS[key]
                 X, y = workload.data(n_samples)
                 start = time.perf_counter()
@@ -397,8 +397,7 @@ def worker(conn, impl, env):
             elif request[0] == "gemm":
                 reply = gemm_seconds(np.dtype(request[1]))
             elif request[0] == "threads":
-                kept = {choice.kept for key, choice in _choices().items() if key not in known}
-                reply = sorted(kept, key=str)
+                reply = sorted({choice.kept for choice in _choices().values()}, key=str)
             elif request[0] == "drop":
                 runner, reply = None, None
             else:

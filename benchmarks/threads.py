@@ -241,8 +241,9 @@ def seconds(value):
 def table_row(cell, condition):
     s = cell["seconds"]
     rate = cell["gflops_per_epoch"] / s["auto"]
-    threads, gemm = _auto_threads(cell), condition["gemm_gflops"]
-    at = float(gemm[str(threads)]) if str(threads) in gemm else max(float(v) for v in gemm.values())
+    threads = _auto_threads(cell)
+    gemm = {str(count): float(rate) for count, rate in condition["gemm_gflops"].items()}  # str: as in JSON
+    at = gemm.get(str(threads), max(gemm.values()))
     same = "yes" if all(cell["bitwise_equal_to_one"].values()) else "NO"
     dtype = cell["dtype"].replace("float", "f")
     return (

@@ -15,7 +15,10 @@ remembered for the process by the products' shapes, the batch's rows and the dty
 search builds hundreds of networks of a few shapes), and measured again when the kept count's
 mean over its last ``DRIFT_RUNS`` runs and ``DRIFT_SECONDS`` drifts past ``DRIFT`` times the
 time it was chosen on: slower where fewer threads may now win (the machine got busy), faster
-where more may (it got idle).
+where more may (it got idle). Each time measuring again keeps the same count, the next window
+is twice as long, up to ``MAX_PATIENCE`` times (a busy machine's share of a core for this
+process swings by 2x from moment to moment: measuring again at each swing would cost more than
+it finds); a new count starts again from the shortest.
 
 Caps, smallest first: one thread while other pyldl runs or a sweep run at once (the count is
 process-wide for OpenBLAS; a sweep fills the cores with trainings), and in a process forked
@@ -39,6 +42,7 @@ from .kernels import _blas
 SAMPLES, SAMPLE_SECONDS = 3, 0.02  # timed runs of each candidate, and seconds, before choosing
 MARGIN = 0.05
 DRIFT, DRIFT_RUNS, DRIFT_SECONDS = 1.5, 5, 0.1  # how far, over how many runs and seconds
+MAX_PATIENCE = 32  # the longest window, in DRIFT_RUNS and DRIFT_SECONDS
 _ENV = "PYLDL_NUM_THREADS"
 
 
@@ -125,11 +129,12 @@ class _Choice:
     """The measurements and the kept count for one key: timed runs' seconds and rows summed, so
     each count is judged by its mean time per row, stalls included."""
 
-    def __init__(self, candidates, warm=()):
+    def __init__(self, candidates, warm=(), previous=None, patience=1):
         self.candidates = candidates
         self.timed = {count: [0, 0.0, 0] for count in candidates}  # runs, seconds, rows
         self.warm = set(warm)  # counts that ran once: a first run may compile or start threads
         self.kept, self.chosen_at, self.window = None, None, [0, 0.0, 0]
+        self.previous, self.patience = previous, patience  # the count kept before; window scale
 
     def next(self):
         if self.kept is not None:
@@ -147,15 +152,17 @@ class _Choice:
                 fastest = min(per_row.values())
                 self.kept = min(c for c, t in per_row.items() if t <= fastest * (1 + MARGIN))
                 self.chosen_at = per_row[self.kept]
+                same = self.kept == self.previous  # measured again for nothing: wait longer next time
+                self.patience = min(self.patience * 2, MAX_PATIENCE) if same else 1
             return
         runs, spent, window_rows = _add(self.window, seconds, rows)
-        if runs >= DRIFT_RUNS and spent >= DRIFT_SECONDS:
+        if runs >= DRIFT_RUNS * self.patience and spent >= DRIFT_SECONDS * self.patience:
             self.window = [0, 0.0, 0]
             drift = spent / window_rows / self.chosen_at
             slower = drift > DRIFT and self.kept > 1  # fewer threads may win now
             faster = drift * DRIFT < 1 and self.kept < max(self.candidates)  # more may
             if slower or faster:  # measure again
-                self.__init__(self.candidates, self.warm)
+                self.__init__(self.candidates, self.warm, self.kept, self.patience)
 
 
 def _add(totals, seconds, rows):

@@ -285,7 +285,8 @@ def test_losses_are_bitwise_the_same_under_load():
 def _window(choice, per_row, rows=1):
     """Runs of ``rows`` rows at the kept count, ``per_row`` seconds a row, until its drift is
     checked (from a new window)."""
-    for _ in range(max(_threads.DRIFT_RUNS, math.ceil(_threads.DRIFT_SECONDS / (per_row * rows)))):
+    runs, seconds = _threads.DRIFT_RUNS * choice.patience, _threads.DRIFT_SECONDS * choice.patience
+    for _ in range(max(runs, math.ceil(seconds / (per_row * rows)))):
         choice.record(choice.kept, per_row * rows, rows)
 
 
@@ -329,13 +330,41 @@ def test_the_choice_counts_the_runs_that_stall():
     assert choice.kept == 1
 
 
-def _chosen(seconds):
-    """The count a choice keeps when each count's runs of 1 row take ``seconds[count]``."""
-    choice = _threads._Choice(sorted(seconds))
+def _measure(choice, seconds):
+    """Let ``choice`` measure until it keeps a count, each count's runs of 1 row taking
+    ``seconds[count]``; the choice."""
     while choice.kept is None:
         count = choice.next()
         choice.record(count, seconds[count], 1)
     return choice
+
+
+def _chosen(seconds):
+    """The count a new choice keeps when each count's runs of 1 row take ``seconds[count]``."""
+    return _measure(_threads._Choice(sorted(seconds)), seconds)
+
+
+def test_measuring_again_for_nothing_makes_the_next_window_longer():
+    choice = _chosen({1: 1.0, 2: 2.0})
+    assert choice.kept == 1 and choice.patience == 1
+    for patience in (1, 2, 4):
+        for _ in range(_threads.DRIFT_RUNS * patience - 1):
+            choice.record(1, 0.5, 1)  # faster: but the window is not complete yet
+        assert choice.kept == 1
+        choice.record(1, 0.5, 1)
+        assert choice.kept is None  # measure again ...
+        _measure(choice, {1: 0.5, 2: 2.0})
+        assert choice.kept == 1 and choice.patience == 2 * patience  # ... for nothing
+        choice.chosen_at = 1.0
+    for _ in range(_threads.DRIFT_RUNS * 8):
+        choice.record(1, 0.5, 1)
+    _measure(choice, {1: 0.5, 2: 0.2})  # now two threads win: the shortest window again
+    assert choice.kept == 2 and choice.patience == 1
+    choice = _chosen({1: 1.0, 2: 2.0})
+    choice.patience = _threads.MAX_PATIENCE
+    _window(choice, 0.5)
+    _measure(choice, {1: 0.5, 2: 2.0})
+    assert choice.patience == _threads.MAX_PATIENCE
 
 
 def test_the_choice_keeps_the_fewest_threads_within_the_margin_of_the_fastest():

@@ -330,12 +330,6 @@ def gemm_seconds(dtype, n=2048, repeats=5):
     return float(np.median(times)), times
 
 
-def _choices():
-    from pyldl import threads
-
-    return threads._choices
-
-
 def worker(conn, impl, env):
     """Serve one implementation in its own process (so thread pools never share one).
 
@@ -350,6 +344,7 @@ def worker(conn, impl, env):
     Replies are ("ok", value) or ("error", message).
     """
     os.environ.update(env)
+    from pyldl import threads  # after the environment: PYLDL_NUM_THREADS is read at import
     from pyldl.workloads import WORKLOADS
 
     for module in {"torch": ["torch"], "jax": ["jax", "jax.numpy"]}.get(impl, ["pyldl.optimizers"]):
@@ -369,7 +364,7 @@ def worker(conn, impl, env):
             elif request[0] == "prepare":
                 _, key, dtype, n_samples, n_check = request
                 runner = None
-                _choices().clear()  # each cell's thread choice starts afresh, as in a new process
+                threads._choices.clear()  # each cell's thread choice starts afresh, as in a new process
                 workload = WORKLOADS[key]
                 X, y = workload.data(n_samples)
                 start = time.perf_counter()
@@ -397,7 +392,7 @@ def worker(conn, impl, env):
             elif request[0] == "gemm":
                 reply = gemm_seconds(np.dtype(request[1]))
             elif request[0] == "threads":
-                reply = sorted({choice.kept for choice in _choices().values()}, key=str)
+                reply = sorted({choice.kept for choice in threads._choices.values()}, key=str)
             elif request[0] == "drop":
                 runner, reply = None, None
             else:

@@ -242,7 +242,7 @@ def table_row(cell, condition):
     s = cell["seconds"]
     rate = cell["gflops_per_epoch"] / s["auto"]
     threads = _auto_threads(cell)
-    gemm = {str(count): float(rate) for count, rate in condition["gemm_gflops"].items()}  # str: as in JSON
+    gemm = {str(count): float(gflops) for count, gflops in condition["gemm_gflops"].items()}  # as in JSON
     at = gemm.get(str(threads), max(gemm.values()))
     same = "yes" if all(cell["bitwise_equal_to_one"].values()) else "NO"
     dtype = cell["dtype"].replace("float", "f")

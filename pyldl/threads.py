@@ -87,9 +87,8 @@ def get_num_threads():
     return _setting[0]
 
 
-def _quota():
+def _quota(root=Path("/sys/fs/cgroup")):
     """The CPUs a cgroup's quota allows (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``), or None."""
-    root = Path("/sys/fs/cgroup")
     try:
         quota, period = (root / "cpu.max").read_text().split()[:2]
     except (OSError, ValueError):

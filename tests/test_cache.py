@@ -314,6 +314,30 @@ def test_panels_side_by_side_compiled_then_loaded_from_the_cache(tmp_path):
     assert warm["threads"] == cold["threads"]
 
 
+@needs_jit
+def test_an_epoch_from_the_cache_whose_kernels_must_compile_again(tmp_path, expected):
+    """The epoch calls its layers' kernels ``separately`` (through symbols, not copies of their
+    code): loaded from the cache while those kernels' own entries are gone, it makes them compile
+    again and calls them, with the same numbers."""
+    site = install_copy(tmp_path)
+    cache_dir = tmp_path / "cache"
+    common = {"NUMBA_CACHE_DIR": str(cache_dir), "XDG_CACHE_HOME": str(tmp_path / "xdg"), "TEST_SGD": "1"}
+    cold = run(site, tmp_path, **common)
+    callees = [f"{name}-" for name in ("linear_forward", "linear_backward_delta", "sgd_update", "_gemm_at")]
+    gone = [p for p in cache_files(cache_dir) if any(c in p.name for c in callees)]
+    assert {c for c in callees for p in gone if c in p.name} == set(callees)
+    for path in gone:
+        path.unlink()
+    warm = run(site, tmp_path, **common)
+    kernels = {k["name"]: k for k in warm["kernels"]}
+    epoch = kernels["pyldl.kernels.optimizers.sgd_epoch"]
+    assert epoch["hits"] == epoch["compiled"] == 1 and epoch["misses"] == 0  # from the cache
+    assert kernels["pyldl.kernels.modules.sgd_update"]["misses"] == 1  # compiled again
+    assert_trained_correctly(warm, expected)
+    for key in ("by_module", "sgd", "params"):
+        assert warm[key] == cold[key]
+
+
 @pytest.mark.parametrize("cache_on", [True, False], ids=["cache", "PYLDL_NO_CACHE"])
 def test_jit_falls_back_to_memory_when_numba_cannot_cache(cache_on, monkeypatch):
     """The decorator's logic alone (the subprocess tests above show it with real folders)."""

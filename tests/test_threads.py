@@ -417,6 +417,51 @@ def test_the_setting_the_argument_and_the_environment():
     assert failed.returncode and "PYLDL_NUM_THREADS must be a positive integer or 'auto'" in failed.stderr
 
 
+def test_the_environment_setting_is_read_as_a_count_or_auto(monkeypatch):
+    for value, expected in (("4", 4), (" 2 ", 2), ("auto", None), ("AUTO", None), ("", None)):
+        monkeypatch.setenv("PYLDL_NUM_THREADS", value)
+        assert _threads._from_env() == expected
+    for bad in ("0", "-2", "1.5", "many"):
+        monkeypatch.setenv("PYLDL_NUM_THREADS", bad)
+        with pytest.raises(ValueError, match="PYLDL_NUM_THREADS must be a positive integer or 'auto'"):
+            _threads._from_env()
+
+
+@pytest.mark.parametrize(
+    ("files", "cpus"),
+    [
+        ({"cpu.max": "max 100000\n"}, None),  # cgroup v2, no quota
+        ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 CPUs: the threads it may keep busy
+        ({"cpu.max": "20000 100000\n"}, 1),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),  # v1
+        ({"cpu/cpu.cfs_quota_us": "400000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4),
+        ({}, None),  # no cgroup files (macOS, Windows)
+    ],
+)
+def test_a_containers_cpu_quota_caps_the_cores(tmp_path, files, cpus):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert _threads._quota(tmp_path) == cpus
+
+
+def test_usable_cores_without_cpu_affinity(monkeypatch):  # macOS, Windows
+    monkeypatch.delattr(os, "sched_getaffinity")
+    monkeypatch.setattr(_threads, "_quota", lambda: None)
+    assert _threads.usable_cores.__wrapped__() == min(os.cpu_count(), numba.config.NUMBA_NUM_THREADS)
+
+
+def test_candidate_counts_double_up_to_the_cap():
+    assert [_threads._candidates(cap) for cap in (1, 2, 3, 4, 6, 8)] == [
+        [1],
+        [1, 2],
+        [1, 2, 3],
+        [1, 2, 4],
+        [1, 2, 4, 6],
+        [1, 2, 4, 8],
+    ]
+
+
 @compiled_only
 @pytest.mark.skipif(_blas._THREADS is None, reason="SciPy's BLAS is not OpenBLAS")
 def test_blas_limits_a_sweep_and_a_second_run_cap_the_count():

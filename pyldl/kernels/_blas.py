@@ -26,7 +26,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 from numba.np.ufunc.parallel import _launch_threads
 
-from ._numba import OPTIONS, call, cfunc, jit, load_slot, slot
+from ._numba import OPTIONS, call, cfunc, jit, load_slot, separately, slot
 
 
 def _cython_blas():
@@ -252,7 +252,8 @@ def side_by_side(dtype):
 
 @jit
 def _gemm_at(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, threads):
-    """``gemm`` on addresses (one compiled function per dtype, shared by every caller)."""
+    """``gemm`` on addresses (one compiled function per dtype, which every kernel's gemm calls
+    ``separately``)."""
     count, rows = panels(m, n, k) if threads else 1, np.intp(m >= n)
     address = _side_by_side_address(alpha) if threads > 1 and count > 1 else 0
     if address:
@@ -287,9 +288,10 @@ def _gemm_blas(trans_a, trans_b, alpha, A, B, beta, C, threads):
         if one_call:
             _fortran_gemm(trans_b, trans_a, n, m, k, alpha_c, b, ldb, a, lda, beta_c, c, ldc)
         else:
-            trans = np.intp(trans_a), np.intp(trans_b)
-            mnk = np.intp(m), np.intp(n), np.intp(k)
-            _gemm_at(*trans, *mnk, alpha_c, a, lda, b, ldb, beta_c, c, ldc, np.intp(threads))
+            # (no *args: Numba would type the kernel inside a tuple, an experimental type)
+            ta, tb, count = np.intp(trans_a), np.intp(trans_b), np.intp(threads)
+            mm, nn, kk = np.intp(m), np.intp(n), np.intp(k)
+            separately(_gemm_at, ta, tb, mm, nn, kk, alpha_c, a, lda, b, ldb, beta_c, c, ldc, count)
 
     return impl
 

@@ -11,7 +11,9 @@
 """
 
 import ctypes
+import functools
 import hashlib
+import importlib
 import os
 from functools import cache
 from pathlib import Path
@@ -21,6 +23,8 @@ import numba
 from llvmlite import ir
 from numba import types
 from numba.core import caching, cgutils
+from numba.core.imputils import lower_builtin
+from numba.core.typing.templates import AbstractTemplate, infer_global
 from numba.extending import intrinsic
 
 OPTIONS = {"error_model": "numpy", "nogil": True, "no_cfunc_wrapper": True}
@@ -92,12 +96,18 @@ def cfunc(signature, *, parallel=False):
     def decorate(func):
         options = {**OPTIONS, "parallel": parallel}
         del options["no_cfunc_wrapper"]
+        compiled = None
         if CACHE:
             try:
-                return numba.cfunc(signature, cache=True, **options)(func)
+                compiled = numba.cfunc(signature, cache=True, **options)(func)
             except RuntimeError:  # no locator available
                 pass
-        return numba.cfunc(signature, **options)(func)
+        compiled = compiled or numba.cfunc(signature, **options)(func)
+        # Numba keeps no reload hooks with a cached cfunc: loaded in the next process, its calls
+        # made ``separately`` would find no symbol
+        if any(getattr(hook, "func", None) is _compiled for hook in compiled._library._reload_init):
+            raise TypeError(f"{func.__qualname__}: a cfunc cannot call kernels separately")
+        return compiled
 
     return decorate
 
@@ -138,3 +148,64 @@ def load_slot(builder, name):
     if word is None:
         word = ir.GlobalVariable(builder.module, ir.IntType(64), name)  # a declaration
     return builder.load(word)
+
+
+# ``separately(function, *args)``: compiled code calls ``function``'s own compiled code (for
+# those argument types) through a symbol, instead of linking a copy of it in and optimising it
+# again there, with everything it calls, in every caller (the fused epoch, the gemm of every
+# kernel). The symbol names the function and its argument types, not Numba's per-process name
+# for it, and its address is set from Python (``llvm.add_symbol``) each time the function is
+# compiled or loaded from the cache; a caller loaded from the cache first makes sure of that
+# (Numba runs a library's ``_reload_init`` before loading it). The callee is compiled (or
+# loaded) on its own, so a caller whose cache entry is valid while its callee's is not still
+# links: the callee compiles again, and the symbol takes its new address.
+
+
+def _symbol(module, qualname, argtypes):
+    digest = hashlib.sha256(repr(argtypes).encode()).hexdigest()[:16]
+    return f"pyldl.{module}.{qualname}.{digest}"
+
+
+def _compiled(module, qualname, argtypes):
+    """The compiled ``module.qualname`` for ``argtypes`` (compiled or loaded from the cache
+    once per process), its entry point published as its symbol."""
+    function = importlib.import_module(module)
+    for name in qualname.split("."):
+        function = getattr(function, name)
+    function.compile(argtypes)
+    result = function.overloads[argtypes]
+    address = result.library.get_pointer_to_function(result.fndesc.mangled_name)
+    llvm.add_symbol(_symbol(module, qualname, argtypes), address)
+    return result
+
+
+def separately(function, *args):
+    """``function(*args)``. Compiled code calls the compiled ``function`` (a pyldl ``jit``
+    kernel at module level) through its symbol, without taking a copy of its code in."""
+    return function(*args)
+
+
+@infer_global(separately)
+class _Separately(AbstractTemplate):
+    def generic(self, args, kws):
+        function, *argtypes = args
+        if isinstance(function, types.Dispatcher) and not kws:
+            argtypes = tuple(types.unliteral(t) for t in argtypes)
+            py_func = function.dispatcher.py_func
+            result = _compiled(py_func.__module__, py_func.__qualname__, argtypes)
+            return result.signature.return_type(function, *argtypes)
+
+
+@lower_builtin(separately, types.Dispatcher, types.VarArg(types.Any))
+def _separately_lowered(context, builder, signature, values):
+    function, *argtypes = signature.args
+    py_func, argtypes = function.dispatcher.py_func, tuple(argtypes)
+    key = py_func.__module__, py_func.__qualname__, argtypes
+    fndesc, convention = function.dispatcher.overloads[argtypes].fndesc, context.call_conv
+    callee_type = convention.get_function_type(fndesc.restype, fndesc.argtypes)
+    callee = cgutils.get_or_insert_function(builder.module, callee_type, _symbol(*key))
+    status, result = convention.call_function(builder, callee, fndesc.restype, fndesc.argtypes, values[1:])
+    with cgutils.if_unlikely(builder, status.is_error):
+        convention.return_status_propagate(builder, status)
+    context.active_code_library._reload_init.add(functools.partial(_compiled, *key))
+    return result

@@ -70,7 +70,7 @@ def linear_update_parameters(W, b, gradient, gradient_bias, gradient_step):
             b[0, j] -= gradient_step * gradient_bias[0, j]
 
 
-@jit(inline=True)
+@jit
 def sgd_update(X, delta, rate, ones, W, b, threads):
     """W -= rate X.T @ delta; b -= rate * delta summed over rows (if not None): a gradient step
     without a gradient buffer (the fused epoch's; a Conv1D's on its windows, ``X`` from im2col).

@@ -417,6 +417,27 @@ def test_the_setting_the_argument_and_the_environment():
     assert failed.returncode and "PYLDL_NUM_THREADS must be a positive integer or 'auto'" in failed.stderr
 
 
+@pytest.mark.parametrize(
+    ("widths", "threads"),
+    [
+        ((256, 100), 2),  # 64 x 256 x 100: cut in panels, shared out on two threads
+        ((64, 128), 1),  # 64 x 64 x 128: one call, OpenBLAS kept on one thread (it would thread it)
+    ],
+)
+def test_products_large_enough_for_threads_train_as_the_reference(widths, threads):
+    X = np.random.default_rng(0).uniform(-1, 1, (128, widths[0]))
+    y = np.random.default_rng(1).uniform(0, 1, (128, widths[1]))
+    _local.seed, losses = 3, []  # both draw the same order (``permutation_per_thread``)
+    for namespace in (pyldl, pyldl.reference):
+        with seeded(3):
+            net = namespace.Sequential(namespace.Linear(*widths), namespace.Sigmoid())
+            if namespace is pyldl:
+                losses.append(pyldl.SGD(net, MSELoss(), X, y, 64, 0.1, 3, progress=False, threads=threads))
+            else:
+                losses.append(namespace.SGD(net, namespace.MSELoss(), X, y, 64, 0.1, 3, progress=False))
+    assert_close(losses[0], losses[1], "run", np.float64)
+
+
 def test_the_environment_setting_is_read_as_a_count_or_auto(monkeypatch):
     for value, expected in (("4", 4), (" 2 ", 2), ("auto", None), ("AUTO", None), ("", None)):
         monkeypatch.setenv("PYLDL_NUM_THREADS", value)

@@ -338,6 +338,55 @@ def test_an_epoch_from_the_cache_whose_kernels_must_compile_again(tmp_path, expe
         assert warm[key] == cold[key]
 
 
+CONV = textwrap.dedent(
+    """
+    import functools, json
+    import numpy as np
+    import pyldl
+    from pyldl.kernels import optimizers
+
+    np.random.seed(0)
+    X, y = np.random.uniform(-1, 1, (12, 10, 1)), np.random.uniform(0, 1, (12, 2))
+    net = pyldl.Sequential(pyldl.Conv1D(3, 1, 4), pyldl.ReLU(), pyldl.Flatten(), pyldl.Linear(32, 2))
+    losses = pyldl.SGD(net, pyldl.MSELoss(), X, y, 4, 0.1, 2, progress=False)
+    hooks = sorted(
+        hook.args[1]
+        for result in optimizers._conv1d_forward.overloads.values()
+        for hook in result.reload_init
+        if isinstance(hook, functools.partial)
+    )
+    print(json.dumps({"losses": losses, "hooks": hooks}))
+    """
+)
+
+
+@needs_jit
+def test_a_kernel_compiled_against_cached_kernels_keeps_their_reload_hooks(tmp_path):
+    """``_conv1d_forward`` links ``conv1d_forward``, whose gemm calls ``_gemm_at`` separately.
+    Compiled again while ``conv1d_forward`` comes from the cache, its own cache entry must still
+    hold the hook that points ``_gemm_at``'s symbol at its code (Numba leaves a cached library
+    without its hooks: the next process could load it before anything set the symbol)."""
+    site = install_copy(tmp_path)
+    env = environment(site, NUMBA_CACHE_DIR=str(tmp_path / "cache"), XDG_CACHE_HOME=str(tmp_path / "xdg"))
+
+    def train():
+        done = subprocess.run(
+            [sys.executable, "-c", CONV], env=env, cwd=tmp_path, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    first = train()
+    gone = [p for p in cache_files(tmp_path / "cache") if "optimizers._conv1d_forward-" in p.name]
+    assert gone
+    for path in gone:
+        path.unlink()
+    again = train()  # _conv1d_forward compiles again, conv1d_forward and _gemm_at from the cache
+    loaded = train()  # every kernel from the cache, _conv1d_forward with the hooks saved above
+    assert "_gemm_at" in again["hooks"] and "_gemm_at" in loaded["hooks"]
+    assert first["losses"] == again["losses"] == loaded["losses"]
+
+
 @pytest.mark.parametrize("cache_on", [True, False], ids=["cache", "PYLDL_NO_CACHE"])
 def test_jit_falls_back_to_memory_when_numba_cannot_cache(cache_on, monkeypatch):
     """The decorator's logic alone (the subprocess tests above show it with real folders)."""

@@ -420,11 +420,13 @@ def test_the_setting_the_argument_and_the_environment():
 @pytest.mark.parametrize(
     ("widths", "threads"),
     [
-        ((256, 100), 2),  # 64 x 256 x 100: cut in panels, shared out on two threads
-        ((64, 128), 1),  # 64 x 64 x 128: one call, OpenBLAS kept on one thread (it would thread it)
+        ((256, 100), 2),  # 64 x 256 x 100: cut in panels (side by side where two cores are free)
+        ((64, 128), 1),  # 64 x 64 x 128: one call, large enough for OpenBLAS's own threads
     ],
 )
 def test_products_large_enough_for_threads_train_as_the_reference(widths, threads):
+    """The paths of Plan.run for such products (the thread choice's, one_thread's) give the
+    reference's numbers."""
     X = np.random.default_rng(0).uniform(-1, 1, (128, widths[0]))
     y = np.random.default_rng(1).uniform(0, 1, (128, widths[1]))
     _local.seed, losses = 3, []  # both draw the same order (``permutation_per_thread``)

@@ -22,7 +22,7 @@ import llvmlite.binding as llvm
 import numba
 from llvmlite import ir
 from numba import types
-from numba.core import caching, cgutils
+from numba.core import caching, cgutils, compiler
 from numba.core.imputils import lower_builtin
 from numba.core.typing.templates import AbstractTemplate, infer_global
 from numba.extending import intrinsic
@@ -103,8 +103,8 @@ def cfunc(signature, *, parallel=False):
             except RuntimeError:  # no locator available
                 pass
         compiled = compiled or numba.cfunc(signature, **options)(func)
-        # Numba keeps no reload hooks with a cached cfunc: loaded in the next process, its calls
-        # made ``separately`` would find no symbol
+        # Numba saves no reload hooks with a cfunc (its compiler skips that step): loaded from the
+        # cache in the next process, calls made ``separately`` in it would find no symbol
         if any(getattr(hook, "func", None) is _compiled for hook in compiled._library._reload_init):
             raise TypeError(f"{func.__qualname__}: a cfunc cannot call kernels separately")
         return compiled
@@ -163,7 +163,24 @@ def load_slot(builder, name):
 
 def _symbol(module, qualname, argtypes):
     digest = hashlib.sha256(repr(argtypes).encode()).hexdigest()[:16]
-    return f"pyldl.{module}.{qualname}.{digest}"
+    return f"pyldl:{module}:{qualname}:{digest}"
+
+
+def _rebuild_keeping_hooks(rebuild):
+    """Numba's ``CompileResult._rebuild``, which runs a cached function's reload hooks but
+    leaves its library without them: a function compiled later that links it (``linear_forward``
+    into ``_conv1d_forward``, with gemm's ``separately(_gemm_at, ...)``) would inherit none,
+    and its own cache entry would lack the hook its code needs."""
+
+    def rebuilt(cls, *args, **kwargs):
+        result = rebuild.__func__(cls, *args, **kwargs)
+        result.library._reload_init.update(result.reload_init or ())
+        return result
+
+    return classmethod(rebuilt)
+
+
+compiler.CompileResult._rebuild = _rebuild_keeping_hooks(compiler.CompileResult._rebuild)
 
 
 def _compiled(module, qualname, argtypes):

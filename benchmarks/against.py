@@ -12,8 +12,7 @@ import argparse
 import multiprocessing
 import os
 
-from benchmarks.compare import Worker
-from benchmarks.threads import _worker, ask, worktree
+from benchmarks.threads import _worker, ask, worktree  # (no pyldl: see main)
 
 PATHS = ("fused", "modules")
 
@@ -54,6 +53,11 @@ def main(argv=None):
     parser.add_argument("--min-time", type=float, default=0.25)
     parser.add_argument("--pause", type=float, default=0.1)
     args = parser.parse_args(argv)
+    # imported here, not at the top: a spawned worker imports this module first (as
+    # __mp_main__), and benchmarks.compare imports this tree's pyldl, which the base's worker
+    # would then run instead of the base's
+    from benchmarks.compare import Worker
+
     os.environ.pop("PYLDL_NUM_THREADS", None)
     context = multiprocessing.get_context("spawn")
     workers = {}

@@ -79,6 +79,8 @@ def _worker(conn, impl, env, base):
     """A comparison worker (benchmarks._runners.worker); with ``base``, on that tree's pyldl and
     this tree's workloads."""
     if base:
+        if "pyldl" in sys.modules:  # imported with the parent's main module: it would run instead
+            raise RuntimeError(f"the base's worker has already imported {sys.modules['pyldl'].__file__}")
         sys.path.insert(0, base)
         import pyldl  # noqa: F401  (the base tree's)
 

@@ -185,3 +185,14 @@ def test_bare_epoch_trains_like_the_reference(key):
     for bad_layers, loss in [([*layers, "Softmax"], workload.loss), (layers, "hinge")]:
         with pytest.raises(ValueError, match="bare_epoch knows"):
             bare_epoch(bad_layers, loss, batches, workload.gradient_step)
+
+
+@parametrize("main", ["benchmarks.against", "benchmarks.threads"])
+def test_a_spawned_base_worker_imports_the_base_tree(main):
+    """Their workers are spawned: each first imports the parent's main module. Were that module
+    to import pyldl, a base commit's worker would run this tree's pyldl instead of the base's
+    (``benchmarks.against`` compared this tree with itself so)."""
+    code = f"import sys, {main}; print('pyldl' in sys.modules)"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

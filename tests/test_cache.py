@@ -387,6 +387,24 @@ def test_a_kernel_compiled_against_cached_kernels_keeps_their_reload_hooks(tmp_p
     assert first["losses"] == again["losses"] == loaded["losses"]
 
 
+@needs_jit
+def test_a_cfunc_that_would_call_kernels_separately_is_refused():
+    """Numba saves no reload hooks with a cfunc: one whose code calls a kernel ``separately``
+    (here through ``linear_forward``'s gemm) would abort the next process that loads it."""
+    from numba import carray, types
+
+    from pyldl.kernels.modules import linear_forward
+
+    def forward(x, w, out, n):
+        X, W, Y = carray(x, (n, n)), carray(w, (n, n)), carray(out, (n, n))
+        linear_forward(X, W, None, Y, 1)
+        return 0.0
+
+    pointer = types.CPointer(types.float64)
+    with pytest.raises(TypeError, match="forward: a cfunc cannot call kernels separately"):
+        _numba.cfunc(types.float64(pointer, pointer, pointer, types.intp))(forward)
+
+
 @pytest.mark.parametrize("cache_on", [True, False], ids=["cache", "PYLDL_NO_CACHE"])
 def test_jit_falls_back_to_memory_when_numba_cannot_cache(cache_on, monkeypatch):
     """The decorator's logic alone (the subprocess tests above show it with real folders)."""

@@ -11,11 +11,10 @@
 """
 
 import ctypes
-import functools
 import hashlib
 import importlib
 import os
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 import llvmlite.binding as llvm
@@ -168,7 +167,7 @@ def _symbol(module, qualname, argtypes):
 
 def _rebuild_keeping_hooks(rebuild):
     """Numba's ``CompileResult._rebuild``, which runs a cached function's reload hooks but
-    leaves its library without them: a function compiled later that links it (``linear_forward``
+    leaves its library without them: a function compiled later that links it (``conv1d_forward``
     into ``_conv1d_forward``, with gemm's ``separately(_gemm_at, ...)``) would inherit none,
     and its own cache entry would lack the hook its code needs."""
 
@@ -224,5 +223,5 @@ def _separately_lowered(context, builder, signature, values):
     status, result = convention.call_function(builder, callee, fndesc.restype, fndesc.argtypes, values[1:])
     with cgutils.if_unlikely(builder, status.is_error):
         convention.return_status_propagate(builder, status)
-    context.active_code_library._reload_init.add(functools.partial(_compiled, *key))
+    context.active_code_library._reload_init.add(partial(_compiled, *key))
     return result

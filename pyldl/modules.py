@@ -7,6 +7,18 @@ from .kernels import modules as kernels
 from .reference import modules as reference
 
 
+def _row(b, W):
+    """A bias or bias gradient for the kernels: ``b``, or an empty row where there is none
+    (the kernels take arrays only, and 0 threads: the fused epoch's signatures, so that a
+    hand-written loop runs the code the fused epoch compiled or loaded)."""
+    return np.empty((1, 0), W.dtype) if b is None else b
+
+
+def _gradients(layer, W, b):
+    gradient, gradient_bias = layer._gradients(W, b)
+    return gradient, _row(gradient_bias, W)
+
+
 class Linear(reference.Linear):
     __doc__ = reference.Linear.__doc__
     _default_dtype = staticmethod(get_default_dtype)
@@ -15,25 +27,25 @@ class Linear(reference.Linear):
         W, b = self._weights()
         X = self._input(X, W)
         out = np.empty((X.shape[0], W.shape[1]), W.dtype)
-        kernels.linear_forward(X, W, b, out, None)
+        kernels.linear_forward(X, W, _row(b, W), out, 0)
         return out
 
     def backward_update_gradient(self, input, delta):
         W, b = self._weights()
         input = self._input(input, W, "input")
         delta = self._delta(delta, W, input)
-        kernels.linear_backward_update_gradient(input, delta, *self._gradients(W, b), None)
+        kernels.linear_backward_update_gradient(input, delta, *_gradients(self, W, b), 0)
 
     def backward_delta(self, input, delta):
         W, _ = self._weights()
         delta = self._delta(delta, W, None)
         out = np.empty((delta.shape[0], W.shape[0]), W.dtype)
-        kernels.linear_backward_delta(delta, W, out, None)
+        kernels.linear_backward_delta(delta, W, out, 0)
         return out
 
     def update_parameters(self, gradient_step=1e-3):
         W, b = self._weights()
-        kernels.linear_update_parameters(W, b, *self._gradients(W, b), W.dtype.type(gradient_step))
+        kernels.linear_update_parameters(W, _row(b, W), *_gradients(self, W, b), W.dtype.type(gradient_step))
 
 
 def _windows_buffer(X, W, d_out):
@@ -49,7 +61,8 @@ class Conv1D(reference.Conv1D):
         W, b = self._weights()
         X = self._input(X, W)
         out = np.empty(self._output_shape(X, W), W.dtype)
-        kernels.conv1d_forward(X, W, b, self._stride, _windows_buffer(X, W, out.shape[1]), out, None)
+        cols = _windows_buffer(X, W, out.shape[1])
+        kernels.conv1d_forward(X, W, _row(b, W), self._stride, cols, out, 0)
         return out
 
     def backward_update_gradient(self, input, delta):
@@ -58,9 +71,7 @@ class Conv1D(reference.Conv1D):
         delta = self._delta(delta, input, W)
         self._check_batch(input)
         cols = _windows_buffer(input, W, delta.shape[1])
-        kernels.conv1d_backward_update_gradient(
-            input, delta, self._stride, cols, *self._gradients(W, b), None
-        )
+        kernels.conv1d_backward_update_gradient(input, delta, self._stride, cols, *_gradients(self, W, b), 0)
 
     def backward_delta(self, input, delta):
         W, _ = self._weights()
@@ -68,16 +79,16 @@ class Conv1D(reference.Conv1D):
         delta = self._delta(delta, input, W)
         out = np.empty_like(input)
         kernels.conv1d_backward_delta(
-            delta, W, self._stride, _windows_buffer(input, W, delta.shape[1]), out, None
+            delta, W, self._stride, _windows_buffer(input, W, delta.shape[1]), out, 0
         )
         return out
 
     def update_parameters(self, gradient_step=1e-3):
         W, b = self._weights()
-        gradient, gradient_bias = self._gradients(W, b)
+        gradient, gradient_bias = _gradients(self, W, b)
         flat = (W.shape[0] * W.shape[1], W.shape[2])
         kernels.linear_update_parameters(
-            W.reshape(flat), b, gradient.reshape(flat), gradient_bias, W.dtype.type(gradient_step)
+            W.reshape(flat), _row(b, W), gradient.reshape(flat), gradient_bias, W.dtype.type(gradient_step)
         )
 
 

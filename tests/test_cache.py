@@ -323,7 +323,10 @@ def test_an_epoch_from_the_cache_whose_kernels_must_compile_again(tmp_path, expe
     cache_dir = tmp_path / "cache"
     common = {"NUMBA_CACHE_DIR": str(cache_dir), "XDG_CACHE_HOME": str(tmp_path / "xdg"), "TEST_SGD": "1"}
     cold = run(site, tmp_path, **common)
-    callees = [f"{name}-" for name in ("linear_forward", "linear_backward_delta", "sgd_update", "_gemm_at")]
+    callees = [
+        f"{name}-"
+        for name in ("linear_forward", "linear_backward_delta", "sgd_update", "_gemm_arrays", "_gemm_at")
+    ]
     gone = [p for p in cache_files(cache_dir) if any(c in p.name for c in callees)]
     assert {c for c in callees for p in gone if c in p.name} == set(callees)
     for path in gone:
@@ -338,53 +341,63 @@ def test_an_epoch_from_the_cache_whose_kernels_must_compile_again(tmp_path, expe
         assert warm[key] == cold[key]
 
 
-CONV = textwrap.dedent(
+# A kernel that links a kernel (linear_forward) whose gemm calls ``_gemm_arrays`` separately.
+LINKED_KERNEL = textwrap.dedent(
+    """
+    from ._numba import jit
+    from .modules import linear_forward
+
+
+    @jit
+    def forward(X, W, b, out):
+        linear_forward(X, W, b, out, 0)
+    """
+)
+LINKED = textwrap.dedent(
     """
     import functools, json
     import numpy as np
-    import pyldl
-    from pyldl.kernels import optimizers
+    from pyldl.kernels import linked
 
-    np.random.seed(0)
-    X, y = np.random.uniform(-1, 1, (12, 10, 1)), np.random.uniform(0, 1, (12, 2))
-    net = pyldl.Sequential(pyldl.Conv1D(3, 1, 4), pyldl.ReLU(), pyldl.Flatten(), pyldl.Linear(32, 2))
-    losses = pyldl.SGD(net, pyldl.MSELoss(), X, y, 4, 0.1, 2, progress=False)
+    X, W, b, out = np.arange(6.0).reshape(2, 3), np.ones((3, 2)), np.ones((1, 2)), np.empty((2, 2))
+    linked.forward(X, W, b, out)
     hooks = sorted(
         hook.args[1]
-        for result in optimizers._conv1d_forward.overloads.values()
+        for result in linked.forward.overloads.values()
         for hook in result.reload_init
         if isinstance(hook, functools.partial)
     )
-    print(json.dumps({"losses": losses, "hooks": hooks}))
+    print(json.dumps({"out": out.tolist(), "hooks": hooks}))
     """
 )
 
 
 @needs_jit
 def test_a_kernel_compiled_against_cached_kernels_keeps_their_reload_hooks(tmp_path):
-    """``_conv1d_forward`` links ``conv1d_forward``, whose gemm calls ``_gemm_at`` separately.
-    Compiled again while ``conv1d_forward`` comes from the cache, its own cache entry must still
-    hold the hook that points ``_gemm_at``'s symbol at its code (Numba leaves a cached library
+    """A kernel that links ``linear_forward``, whose gemm calls ``_gemm_arrays`` separately,
+    compiled again while ``linear_forward`` comes from the cache: its own cache entry must still
+    hold the hook that points ``_gemm_arrays``' symbol at its code (Numba leaves a cached library
     without its hooks: the next process could load it before anything set the symbol)."""
     site = install_copy(tmp_path)
+    (site / "pyldl" / "kernels" / "linked.py").write_text(LINKED_KERNEL)
     env = environment(site, NUMBA_CACHE_DIR=str(tmp_path / "cache"), XDG_CACHE_HOME=str(tmp_path / "xdg"))
 
-    def train():
+    def run():
         done = subprocess.run(
-            [sys.executable, "-c", CONV], env=env, cwd=tmp_path, capture_output=True, text=True
+            [sys.executable, "-c", LINKED], env=env, cwd=tmp_path, capture_output=True, text=True
         )
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout.strip().splitlines()[-1])
 
-    first = train()
-    gone = [p for p in cache_files(tmp_path / "cache") if "optimizers._conv1d_forward-" in p.name]
+    first = run()
+    gone = [p for p in cache_files(tmp_path / "cache") if "linked.forward-" in p.name]
     assert gone
     for path in gone:
         path.unlink()
-    again = train()  # _conv1d_forward compiles again, conv1d_forward and _gemm_at from the cache
-    loaded = train()  # every kernel from the cache, _conv1d_forward with the hooks saved above
-    assert "_gemm_at" in again["hooks"] and "_gemm_at" in loaded["hooks"]
-    assert first["losses"] == again["losses"] == loaded["losses"]
+    again = run()  # forward compiles again, linear_forward and _gemm_arrays from the cache
+    loaded = run()  # every kernel from the cache, forward with the hooks saved above
+    assert "_gemm_arrays" in again["hooks"] and "_gemm_arrays" in loaded["hooks"]
+    assert first["out"] == again["out"] == loaded["out"] == [[4.0, 4.0], [13.0, 13.0]]
 
 
 @needs_jit
@@ -397,7 +410,7 @@ def test_a_cfunc_that_would_call_kernels_separately_is_refused():
 
     def forward(x, w, out, n):
         X, W, Y = carray(x, (n, n)), carray(w, (n, n)), carray(out, (n, n))
-        linear_forward(X, W, None, Y, 1)
+        linear_forward(X, W, X[:0], Y, 1)
         return 0.0
 
     pointer = types.CPointer(types.float64)

@@ -57,6 +57,11 @@ def with_weights(cls, W, b):
     return layer
 
 
+def no_bias(dtype):
+    """The kernels' bias (or bias gradient) of a layer without one: an empty row."""
+    return np.empty((1, 0), dtype)
+
+
 def arrays(rng, dtype, *shapes):
     return [rng.standard_normal(shape).astype(dtype) for shape in shapes]
 
@@ -68,10 +73,9 @@ def arrays(rng, dtype, *shapes):
 @pytest.mark.parametrize(("n", "n_in", "n_out"), SHAPES, ids=SHAPE_IDS)
 def test_linear_forward_kernel(n, n_in, n_out, bias, dtype, rng):
     X, W, b = arrays(rng, dtype, (n, n_in), (n_in, n_out), (1, n_out))
-    b = b if bias else None
     out = np.full((n, n_out), np.nan, dtype)  # every element must be written
-    kernels.linear_forward(X, W, b, out, 0)
-    assert_close(out, with_weights(ref.Linear, W, b).forward(X), "op", dtype)
+    kernels.linear_forward(X, W, b if bias else no_bias(dtype), out, 0)
+    assert_close(out, with_weights(ref.Linear, W, b if bias else None).forward(X), "op", dtype)
 
 
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
@@ -81,7 +85,7 @@ def test_linear_backward_update_gradient_kernel_accumulates(n, n_in, n_out, bias
         rng, dtype, (n, n_in), (n_in, n_out), (1, n_out), (n, n_out), (n_in, n_out), (1, n_out)
     )
     b = b if bias else None
-    grad, grad_b = grad0.copy(), (grad_b0.copy() if bias else None)
+    grad, grad_b = grad0.copy(), (grad_b0.copy() if bias else no_bias(dtype))
     kernels.linear_backward_update_gradient(X, delta, grad, grad_b, 0)
 
     expected = with_weights(ref.Linear, W, b)
@@ -108,8 +112,8 @@ def test_linear_update_parameters_kernel(n_in, n_out, bias, dtype, rng):
     expected = with_weights(ref.Linear, W, b if bias else None)
     expected._gradient, expected._gradient_bias = grad, grad_b
     expected.update_parameters(0.3)
-    b = b if bias else None
-    kernels.linear_update_parameters(W, b, grad, grad_b if bias else None, dtype(0.3))
+    b = b if bias else no_bias(dtype)
+    kernels.linear_update_parameters(W, b, grad, grad_b if bias else no_bias(dtype), dtype(0.3))
     assert_close(W, expected._parameters, "op", dtype)
     if bias:
         assert_close(b, expected._bias, "op", dtype)
@@ -138,6 +142,36 @@ def float32_kernel_cases():
 @pytest.mark.parametrize(("kernel", "args"), float32_kernel_cases(), ids=lambda v: getattr(v, "__name__", ""))
 def test_float32_kernels_compute_in_float32(kernel, args):
     assert_float32_stays_float32(kernel, args)
+
+
+@compiled_only
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+def test_the_module_wrappers_run_the_kernels_the_fused_epoch_compiled(bias, dtype, rng):
+    """The wrappers pass the fused epoch's argument types (an array for every bias, an int for
+    the threads), so a hand-written loop after SGD compiles none of its layers' kernels again
+    (nor loads them from the cache: the epoch already did)."""
+    pyldl.set_default_dtype(dtype)
+    dense = pyldl.Sequential(pyldl.Linear(5, 4, bias), pyldl.Tanh(), pyldl.Linear(4, 3, bias))
+    conv = pyldl.Sequential(
+        pyldl.Conv1D(3, 2, 3, bias=bias), pyldl.MaxPool1D(2, 2), pyldl.Flatten(), pyldl.Linear(9, 3, bias)
+    )
+    X, sequences, y = arrays(rng, dtype, (6, 5), (6, 8, 2), (6, 3))
+    for net, inputs in ((dense, X), (conv, sequences)):
+        pyldl.SGD(net, pyldl.MSELoss(), inputs, y, 4, 0.1, 1, progress=False)
+    shared = [
+        kernels.linear_forward,
+        kernels.linear_backward_delta,
+        kernels.conv1d_forward,
+        kernels.conv1d_backward_delta,
+        kernels.maxpool1d_forward,
+        kernels.maxpool1d_backward_delta,
+    ]
+    compiled = [list(kernel.signatures) for kernel in shared]
+    assert all(compiled)
+    for net, inputs in ((dense, X), (conv, sequences)):
+        out = net.forward(inputs)
+        net.backward_delta(inputs, out - y)
+    assert [list(kernel.signatures) for kernel in shared] == compiled
 
 
 # ---------------------------------------------------------------- module vs reference
@@ -595,7 +629,7 @@ def test_conv1d_kernels_write_every_element(k_size, stride, dtype, rng):
     out = np.full((n, length_out, chan_out), np.nan, dtype)
     kernels.conv1d_forward(X, W, b, stride, cols, out, 0)
     assert_close(out, layer.forward(X), "op", dtype)
-    kernels.conv1d_forward(X, W, None, stride, cols, out, 0)
+    kernels.conv1d_forward(X, W, no_bias(dtype), stride, cols, out, 0)
     assert_close(out, layer.forward(X) - b, "op", dtype)
     out = np.full((n, length, chan_in), np.nan, dtype)
     kernels.conv1d_backward_delta(delta, W, stride, cols, out, 0)

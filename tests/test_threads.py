@@ -194,7 +194,7 @@ def test_products_in_panels_give_the_same_bits_on_any_number_of_threads(n, n_in,
         with _blas.one_thread():
             modules.linear_forward(X, W, b, forward, threads)
             modules.linear_backward_delta(delta, W, below, threads)
-            modules.linear_backward_update_gradient(X, delta, gradient, None, threads)
+            modules.linear_backward_update_gradient(X, delta, gradient, np.empty((1, 0), dtype), threads)
         slot.value = side_by_side
         results.append([forward, below, gradient])
     for got in results[1:]:

@@ -167,9 +167,9 @@ def _symbol(module, qualname, argtypes):
 
 def _rebuild_keeping_hooks(rebuild):
     """Numba's ``CompileResult._rebuild``, which runs a cached function's reload hooks but
-    leaves its library without them: a function compiled later that links it (``conv1d_forward``
-    into ``_conv1d_forward``, with gemm's ``separately(_gemm_at, ...)``) would inherit none,
-    and its own cache entry would lack the hook its code needs."""
+    leaves its library without them: a function compiled later that links it (a kernel calling
+    ``linear_forward``, whose gemm calls ``_gemm_arrays`` separately) would inherit none, and
+    its own cache entry would lack the hook its code needs."""
 
     def rebuilt(cls, *args, **kwargs):
         result = rebuild.__func__(cls, *args, **kwargs)

@@ -27,19 +27,19 @@ def add_bias(out, b):
 
 @jit
 def linear_forward(X, W, b, out, threads):
-    """out = X @ W + b.  X (N, I), W (I, O), b (1, O) or None, out (N, O); ``threads``: see
-    ``gemm`` (every kernel's: None from the Module wrappers, the fused epoch's count from it)."""
+    """out = X @ W + b.  X (N, I), W (I, O), b (1, O) or (1, 0): none, out (N, O); ``threads``:
+    see ``gemm`` (every kernel's: 0 from the Module wrappers, the fused epoch's count from it)."""
     gemm(False, False, out.dtype.type(1), X, W, out.dtype.type(0), out, threads)
-    if b is not None:
+    if b.size:
         add_bias(out, b)
 
 
 @jit
 def linear_backward_update_gradient(X, delta, gradient, gradient_bias, threads):
-    """gradient += X.T @ delta; gradient_bias += delta summed over rows (if not None)."""
+    """gradient += X.T @ delta; gradient_bias += delta summed over rows (unless empty)."""
     one = gradient.dtype.type(1)
     gemm(True, False, one, X, delta, one, gradient, threads)
-    if gradient_bias is not None:
+    if gradient_bias.size:
         for i in range(delta.shape[0]):
             for j in range(delta.shape[1]):
                 gradient_bias[0, j] += delta[i, j]
@@ -61,18 +61,18 @@ def linear_backward_delta(delta, W, out, threads):
 
 @jit
 def linear_update_parameters(W, b, gradient, gradient_bias, gradient_step):
-    """W -= gradient_step * gradient; b likewise (if not None).  gradient_step a scalar of W's dtype."""
+    """W -= gradient_step * gradient; b likewise (unless empty).  gradient_step a scalar of W's dtype."""
     for i in range(W.shape[0]):
         for j in range(W.shape[1]):
             W[i, j] -= gradient_step * gradient[i, j]
-    if b is not None:
+    if b.size:
         for j in range(b.shape[1]):
             b[0, j] -= gradient_step * gradient_bias[0, j]
 
 
 @jit
 def sgd_update(X, delta, rate, ones, W, b, threads):
-    """W -= rate X.T @ delta; b -= rate * delta summed over rows (if not None): a gradient step
+    """W -= rate X.T @ delta; b -= rate * delta summed over rows (unless empty): a gradient step
     without a gradient buffer (the fused epoch's; a Conv1D's on its windows, ``X`` from im2col).
 
     X (N, I), delta (N, O), rate a scalar of W's dtype, ones (>= N,) holding ones, W (I, O),
@@ -80,7 +80,7 @@ def sgd_update(X, delta, rate, ones, W, b, threads):
     """
     one, rows = W.dtype.type(1), delta.shape[0]
     gemm(True, False, -rate, X, delta, one, W, threads)
-    if b is not None:
+    if b.size:
         if rows == 1:  # a loop beats a gemm call here: 0.01 against 0.1-0.3 us
             for j in range(b.shape[1]):
                 b[0, j] -= rate * delta[0, j]
@@ -113,7 +113,7 @@ def im2col(X, k_size, stride, cols):
 def conv1d_forward(X, W, b, stride, cols, out, threads):
     """out[b, d, o] = sum_{k, i} X[b, d stride + k, i] W[k, i, o] + b[0, o].
 
-    X (N, L, I), W (K, I, O), b (1, O) or None, cols (N * d_out, K * I) scratch (left holding
+    X (N, L, I), W (K, I, O), b (1, O) or (1, 0), cols (N * d_out, K * I) scratch (left holding
     the windows), out (N, d_out, O).
     """
     k_size, channels, width = W.shape
@@ -121,14 +121,14 @@ def conv1d_forward(X, W, b, stride, cols, out, threads):
     product = out.reshape((out.shape[0] * out.shape[1], width))
     W2 = W.reshape((k_size * channels, width))
     gemm(False, False, W.dtype.type(1), cols, W2, W.dtype.type(0), product, threads)
-    if b is not None:
+    if b.size:
         add_bias(product, b)
 
 
 @jit
 def conv1d_backward_update_gradient(X, delta, stride, cols, gradient, gradient_bias, threads):
     """gradient[k, i, o] += sum_{b, d} X[b, d stride + k, i] delta[b, d, o] / N;
-    gradient_bias[0, o] += sum_{b, d} delta[b, d, o] / N (if not None).
+    gradient_bias[0, o] += sum_{b, d} delta[b, d, o] / N (unless empty).
 
     X (N, L, I) with N > 0, delta (N, d_out, O), cols (N * d_out, K * I) scratch, gradient
     (K, I, O), gradient_bias (1, O).
@@ -139,7 +139,7 @@ def conv1d_backward_update_gradient(X, delta, stride, cols, gradient, gradient_b
     scale = gradient.dtype.type(1.0 / X.shape[0])
     one = gradient.dtype.type(1)
     gemm(True, False, scale, cols, rows, one, gradient.reshape((k_size * channels, width)), threads)
-    if gradient_bias is not None:
+    if gradient_bias.size:
         for r in range(rows.shape[0]):
             for o in range(width):
                 gradient_bias[0, o] += scale * rows[r, o]

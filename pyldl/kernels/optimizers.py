@@ -129,8 +129,10 @@ def _weights(step, like):
 
 @jit(inline=True)
 def _bias(step, like):
-    """The step's bias row (1, w_cols) of ``like``'s dtype, or None."""
-    return numba.carray(_pointer(step["bias"], like), (1, step["w_cols"])) if step["bias"] else None
+    """The step's bias row (1, w_cols) of ``like``'s dtype, or (1, 0) if it has none."""
+    if step["bias"]:
+        return numba.carray(_pointer(step["bias"], like), (1, step["w_cols"]))
+    return like[:0].reshape((1, 0))
 
 
 @jit(inline=True)
@@ -156,9 +158,7 @@ def _snapshot(plan, work, snapshot):
         step = plan[s]
         if step["weights"]:
             at += _copy_into(snapshot[at:], _weights(step, work))
-        bias = _bias(step, work)
-        if bias is not None:
-            at += _copy_into(snapshot[at:], bias)
+        at += _copy_into(snapshot[at:], _bias(step, work))
 
 
 # The activations and losses are called through a table of addresses (``calls``: rows FORWARD,
@@ -444,10 +444,11 @@ def _linear_backward(step, x, delta, below, lr, work, layout, threads):
     separately(sgd_update, x, delta, lr, ones, W, _bias(step, work), threads)
 
 
-@jit
+@jit(inline=True)
 def _conv1d_forward(step, x, z, work, threads):
     n, positions = x.shape[0], step["width"] // step["w_cols"]
-    conv1d_forward(
+    separately(
+        conv1d_forward,
         x.reshape((n, step["length"], step["channels"])),
         _weights(step, work).reshape((step["k_size"], step["channels"], step["w_cols"])),
         _bias(step, work),
@@ -458,12 +459,13 @@ def _conv1d_forward(step, x, z, work, threads):
     )
 
 
-@jit
+@jit(inline=True)
 def _conv1d_backward(step, x, delta, below, lr, work, layout, threads):
     W = _weights(step, work)
     n, positions = x.shape[0], step["width"] // step["w_cols"]
     if below.size:
-        conv1d_backward_delta(
+        separately(
+            conv1d_backward_delta,
             delta.reshape((n, positions, step["w_cols"])),
             W.reshape((step["k_size"], step["channels"], step["w_cols"])),
             step["stride"],
@@ -474,15 +476,23 @@ def _conv1d_backward(step, x, delta, below, lr, work, layout, threads):
     cols = _block(work, step["cols"], n * positions, step["w_rows"])
     rate = lr / work.dtype.type(n)  # PyLDL divides Conv1D's gradient by the batch's rows
     ones = work[layout["ones"] : layout["scratch"]]
-    sgd_update(
-        cols, delta.reshape((n * positions, step["w_cols"])), rate, ones, W, _bias(step, work), threads
+    separately(
+        sgd_update,
+        cols,
+        delta.reshape((n * positions, step["w_cols"])),
+        rate,
+        ones,
+        W,
+        _bias(step, work),
+        threads,
     )
 
 
-@jit
+@jit(inline=True)
 def _maxpool1d_forward(step, x, z, work):
     n = x.shape[0]
-    maxpool1d_forward(
+    separately(
+        maxpool1d_forward,
         x.reshape((n, step["length"], step["channels"])),
         step["k_size"],
         step["stride"],
@@ -490,10 +500,11 @@ def _maxpool1d_forward(step, x, z, work):
     )
 
 
-@jit
+@jit(inline=True)
 def _maxpool1d_backward(step, x, delta, below, lr, work, layout):
     n = x.shape[0]
-    maxpool1d_backward_delta(
+    separately(
+        maxpool1d_backward_delta,
         x.reshape((n, step["length"], step["channels"])),
         delta.reshape((n, step["width"] // step["channels"], step["channels"])),
         step["k_size"],
@@ -542,9 +553,9 @@ def _sgd_epoch(sequences):
                     if step["kind"] == LINEAR:
                         _linear_forward(step, x, z, work, threads)
                     elif sequences and step["kind"] == CONV1D:
-                        separately(_conv1d_forward, step, x, z, work, threads)
+                        _conv1d_forward(step, x, z, work, threads)
                     elif sequences:
-                        separately(_maxpool1d_forward, step, x, z, work)
+                        _maxpool1d_forward(step, x, z, work)
                     x = z
                 _activate(calls, FORWARD, step["act"], x, out, threads)
                 x = out
@@ -567,9 +578,9 @@ def _sgd_epoch(sequences):
                 if step["kind"] == LINEAR:
                     _linear_backward(step, x, delta, below, lr, work, layout, threads)
                 elif sequences and step["kind"] == CONV1D:
-                    separately(_conv1d_backward, step, x, delta, below, lr, work, layout, threads)
+                    _conv1d_backward(step, x, delta, below, lr, work, layout, threads)
                 elif sequences:
-                    separately(_maxpool1d_backward, step, x, delta, below, lr, work, layout)
+                    _maxpool1d_backward(step, x, delta, below, lr, work, layout)
                 delta = below
                 delta_at, spare_at = spare_at, delta_at
             batches += 1

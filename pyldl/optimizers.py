@@ -401,6 +401,7 @@ class _Plan:
         self._blas_sized = any(math.prod(p) >= 4 * 65536 for p in products)
         if self._work.size < size:
             self._work = np.empty(size, self.dtype)
+        self._work[ones:cols_at] = 1  # the bias updates' column of ones (``ones^T delta``)
 
     def check_data(self, X, y, names=("X", "y")):
         """X as the kernel takes it, 2-D (sequences as rows of length * channels values);

@@ -33,6 +33,7 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from . import _blas
@@ -141,13 +142,33 @@ def _block(work, at, rows, width):
     return work[at : at + rows * width].reshape((rows, width))
 
 
-@jit(inline=True)
-def _copy_into(flat, array):
-    """Copy ``array`` to the start of ``flat``; return its size."""
-    values = array.reshape(array.size)
-    for i in range(values.size):
-        flat[i] = values[i]
-    return values.size
+def _copy_from(snapshot, at, address, size):
+    """snapshot[at : at + size] = the ``size`` values at ``address``; at + size."""
+    at, size = int(at), int(size)
+    ctypes.memmove(snapshot.ctypes.data + at * snapshot.itemsize, int(address), size * snapshot.itemsize)
+    return at + size
+
+
+@intrinsic
+def _copy_from_compiled(typingctx, snapshot, at, address, size):
+    # a memcpy: as a loop, LLVM vectorises each copy (0.2 s of the epoch's compilation)
+    def codegen(context, builder, signature, args):
+        snapshot, at, address, size = args
+        data = context.make_array(signature.args[0])(context, builder, snapshot).data
+        itemsize = context.get_abi_sizeof(data.type.pointee)
+        cgutils.raw_memcpy(
+            builder, builder.gep(data, [at]), builder.inttoptr(address, data.type), size, itemsize
+        )
+        return builder.add(at, size)
+
+    return types.intp(snapshot, at, address, size), codegen
+
+
+overload(_copy_from, jit_options=OPTIONS, inline="always")(
+    lambda snapshot, at, address, size: (
+        lambda snapshot, at, address, size: _copy_from_compiled(snapshot, at, address, size)
+    )
+)
 
 
 @jit(inline=True)
@@ -156,9 +177,10 @@ def _snapshot(plan, work, snapshot):
     at = 0
     for s in range(plan.size):
         step = plan[s]
-        if step["weights"]:
-            at += _copy_into(snapshot[at:], _weights(step, work))
-        at += _copy_into(snapshot[at:], _bias(step, work))
+        at = _copy_from(
+            snapshot, at, step["weights"], step["w_rows"] * step["w_cols"] if step["weights"] else 0
+        )
+        at = _copy_from(snapshot, at, step["bias"], step["w_cols"] if step["bias"] else 0)
 
 
 # The activations and losses are called through a table of addresses (``calls``: rows FORWARD,
@@ -536,7 +558,6 @@ def _sgd_epoch(sequences):
         layout = layout[0]
         if snapshot.size:
             _snapshot(plan, work, snapshot)
-        work[layout["ones"] : layout["scratch"]] = 1
         last, total_rows = plan.size - 1, X.shape[0]
         total, batches = 0.0, 0
         for start in range(0, total_rows, batch_size):

@@ -23,6 +23,7 @@ from .base import Activation, Module, as_float_array, check_2d, check_same_rows,
 from .exceptions import DimensionMismatchError, DivergenceError
 from .kernels import optimizers as kernels
 from .kernels._blas import one_thread, panel_count
+from .kernels._numba import uncached
 from .layers import AutoEncoder, Sequential
 from .losses import BCELoss, CrossEntropyLoss, MSELoss
 from .modules import Conv1D, Flatten, Linear, MaxPool1D
@@ -355,8 +356,8 @@ class _Plan:
         self.in_width, self.out_width = math.prod(shape), out[0]
         windows = np.isin(plan["kind"], (kernels.CONV1D, kernels.MAXPOOL1D)).any()
         self._epoch = kernels.sgd_epoch_sequences if windows else kernels.sgd_epoch
-        activations = set(plan["act"].tolist()) - {kernels.NONE}
-        self._calls = kernels.calls(self.dtype, sorted(activations), self.loss)  # compiles what is new
+        self._activations = sorted(set(plan["act"].tolist()) - {kernels.NONE})
+        self._calls = None  # the callbacks' table: compiled or loaded by the first run
         self._arrays, self._size = arrays, sum(a.size for a in arrays)  # also keeps the addresses valid
         self._rows = 0  # the work buffer is laid out for batches of up to this many rows
 
@@ -454,6 +455,9 @@ class _Plan:
             self._work,
             saved,
         )
+        if self._calls is None:
+            self._calls = self._compiled(args)
+            args = (*args[:2], self._calls, *args[3:])
         if self._threads_key is not None:
             with _threads.running(self._threads_key, self.threads) as run:
                 if run.threads > 1:
@@ -466,6 +470,19 @@ class _Plan:
         else:
             value = self._epoch(*args, 1)
         return self.dtype.type(value)
+
+    def _compiled(self, args):
+        """The callbacks' table, compiled or loaded for the first run on ``args`` (the epoch's,
+        but the table and the threads). Where the epoch must compile too and a core is free, the
+        callbacks compile in a second process meanwhile, and this one loads them from the cache
+        (a fresh install's first epoch of W3 on 2 cores: ... s)."""
+        dtype, activations, loss = self.dtype, self._activations, self.loss
+        spare = _threads.core_to_spare()
+        argtypes = spare and uncached(self._epoch, (*args[:2], kernels.no_calls(), *args[3:], 1))
+        if argtypes:
+            with kernels.calls_aside(dtype, activations, loss):
+                self._epoch.compile(argtypes)
+        return kernels.calls(dtype, activations, loss)
 
     def restore(self):
         """Put back the parameters copied by the last ``run(..., snapshot=True)``."""

@@ -114,6 +114,16 @@ def usable_cores():
     return max(1, min(cores, quota or cores, numba.config.NUMBA_NUM_THREADS))
 
 
+def core_to_spare():
+    """Whether a second process would find a core of its own: at least two usable cores, and
+    a load average (where the system keeps one) that leaves one free."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # Windows
+        load = 0.0
+    return usable_cores() >= 2 and load + 1 <= usable_cores()
+
+
 def _candidates(cap):
     counts, count = [], 1
     while count <= cap:

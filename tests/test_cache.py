@@ -456,3 +456,74 @@ def test_editing_a_helper_kernel_file_invalidates_the_kernels_that_inline_it(tmp
         f.write("\n# edited\n")
     edited = sigmoid_forward(run(site, tmp_path, **common))
     assert edited["hits"] == 0 and edited["misses"] == 1
+
+
+ASIDE = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import pyldl, pyldl.threads
+    from pyldl.kernels import optimizers as fused
+
+    pyldl.threads.core_to_spare = lambda: sys.argv[1] == "aside"  # a core to spare, or none
+    np.random.seed(0)
+    X, y = np.random.uniform(-1, 1, (20, 3)), np.random.uniform(0, 1, (20, 2))
+    net = pyldl.Sequential(pyldl.Linear(3, 4), pyldl.Tanh(), pyldl.Linear(4, 2), pyldl.Sigmoid())
+    losses = pyldl.SGD(net, pyldl.BCELoss(), X, y, 5, 0.5, 3, progress=False)
+    hits = {f"{row}-{code}": compiled.cache_hits for (row, code, _), compiled in fused._COMPILED.items()}
+    print(json.dumps({"losses": losses, "hits": hits, "epochs": len(fused.sgd_epoch.signatures)}))
+    """
+)
+
+
+@needs_jit
+def test_a_first_epoch_compiles_its_callbacks_in_a_second_process(tmp_path):
+    """With a core to spare, a first epoch on an empty cache has its activations' and loss's
+    callbacks compiled in a second process while this one compiles the epoch, then loads them
+    from the cache: the same losses as one process compiling it all."""
+    site = install_copy(tmp_path)
+
+    def run(mode):
+        cache = {"NUMBA_CACHE_DIR": str(tmp_path / mode), "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+        done = subprocess.run(
+            [sys.executable, "-c", ASIDE, mode],
+            env=environment(site, **cache),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    aside, alone = run("aside"), run("alone")
+    assert len(aside["hits"]) == 5  # Tanh's and Sigmoid's two, BCE's
+    assert set(aside["hits"].values()) == {1}  # each loaded from the cache
+    assert set(alone["hits"].values()) == {0}  # each compiled here
+    assert aside["epochs"] == alone["epochs"] == 1  # compiled once, before the first run
+    assert aside["losses"] == alone["losses"]
+
+
+def test_aside_runs_its_statement_in_a_second_process(tmp_path):
+    mark = tmp_path / "ran"
+    with _numba.aside(f"import os; open({str(mark)!r}, 'w').write(str(os.getpid()))"):
+        pass  # the block waits for it
+    assert int(mark.read_text()) != os.getpid()
+
+
+def test_aside_stops_its_process_when_the_block_raises(tmp_path):
+    mark, start = tmp_path / "ran", time.monotonic()
+    with (
+        pytest.raises(KeyboardInterrupt),
+        _numba.aside(f"import time; time.sleep(60); open({str(mark)!r}, 'w')"),
+    ):
+        raise KeyboardInterrupt
+    assert time.monotonic() - start < 30
+    assert not mark.exists()
+
+
+def test_aside_without_an_interpreter_to_start_runs_the_block_alone(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
+    ran = []
+    with _numba.aside("pass"):
+        ran.append(True)
+    assert ran

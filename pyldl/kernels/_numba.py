@@ -14,6 +14,9 @@ import ctypes
 import hashlib
 import importlib
 import os
+import subprocess
+import sys
+from contextlib import contextmanager
 from functools import cache, partial
 from pathlib import Path
 
@@ -64,6 +67,44 @@ caching.CacheImpl._locator_classes[:0] = [
         caching.UserWideCacheLocator,
     )
 ]
+
+
+def uncached(dispatcher, args):
+    """The argument types of ``dispatcher`` (a ``jit`` kernel) for ``args`` where calling it
+    would compile it, into a cache; None where it would not (no JIT, no cache folder, compiled
+    or cached already)."""
+    cache = getattr(dispatcher, "_cache", None)
+    if not isinstance(cache, caching.Cache):  # no JIT (a Python function), or no cache folder
+        return None
+    argtypes = tuple(dispatcher.typeof_pyval(a) for a in args)
+    if argtypes in dispatcher.overloads:
+        return None
+    key = cache._index_key(argtypes, dispatcher.targetctx.codegen())
+    return None if key in cache._cache_file._load_index() else argtypes
+
+
+@contextmanager
+def aside(statement):
+    """Run ``statement`` (Python that compiles kernels: they land in the cache) in a second
+    process with this pyldl, while the body runs; then wait for it (stop it if the body raised).
+    Whatever it could not compile, or save, this process compiles when it gets there."""
+    paths = [str(KERNELS.parent.parent), os.environ.get("PYTHONPATH", "")]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
+    devnull = subprocess.DEVNULL
+    try:
+        worker = subprocess.Popen(
+            [sys.executable, "-c", statement], env=environment, stdin=devnull, stdout=devnull, stderr=devnull
+        )
+    except OSError:  # no interpreter to start (an embedded Python): this process compiles it all
+        yield
+        return
+    try:
+        yield
+    except BaseException:
+        worker.kill()
+        raise
+    finally:
+        worker.wait()
 
 
 def jit(func=None, *, inline=False, parallel=False):

@@ -37,7 +37,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from . import _blas
-from ._numba import OPTIONS, call, cfunc, jit, load_slot, separately, slot
+from ._numba import OPTIONS, aside, call, cfunc, jit, load_slot, separately, slot
 from .activations import (
     relu_backward,
     relu_forward,
@@ -317,10 +317,15 @@ _CALLBACKS = {
 _COMPILED = {}  # (row, code, dtype): the compiled callback (kept alive: the table holds its address)
 
 
+def no_calls():
+    """A table of callbacks with none in it (zeros)."""
+    return np.zeros((3, 1 + max(max(_CALLBACKS[FORWARD]), max(_CALLBACKS[LOSS]))), np.intp)
+
+
 def calls(dtype, activations, loss):
     """The table of the callbacks of the activation codes ``activations`` and of ``loss`` in
     ``dtype`` (each compiled or loaded from the cache once per process; zeros without Numba)."""
-    table = np.zeros((3, 1 + max(max(_CALLBACKS[FORWARD]), max(_CALLBACKS[LOSS]))), np.intp)
+    table = no_calls()
     if numba.config.DISABLE_JIT:
         return table
     dtype = np.dtype(dtype)
@@ -333,6 +338,13 @@ def calls(dtype, activations, loss):
             _COMPILED.setdefault(key, cfunc(signature)(_CALLBACKS[row][code]))
         table[row, code] = _COMPILED[key].address
     return table
+
+
+def calls_aside(dtype, activations, loss):
+    """A context in which ``calls(dtype, activations, loss)`` compiles (or loads) its callbacks
+    in a second process, into the cache, which this one loads them from afterwards."""
+    names = ", ".join(map(repr, (np.dtype(dtype).name, [int(a) for a in activations], int(loss))))
+    return aside(f"from pyldl.kernels.optimizers import calls; calls({names})")
 
 
 # With threads > 1, a callback on at least 2 * BLOCK_VALUES values runs in blocks of rows side

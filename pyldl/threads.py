@@ -114,14 +114,25 @@ def usable_cores():
     return max(1, min(cores, quota or cores, numba.config.NUMBA_NUM_THREADS))
 
 
-def core_to_spare():
-    """Whether a second process would find a core of its own: at least two usable cores, and
-    a load average (where the system keeps one) that leaves one free."""
+def _running_elsewhere(proc=Path("/proc")):
+    """How many threads of other processes are running or ready to run right now (Linux's
+    ``/proc``: the system's count less this process's own; 0 where the system does not tell)."""
     try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):  # Windows
-        load = 0.0
-    return usable_cores() >= 2 and load + 1 <= usable_cores()
+        everywhere = int((proc / "loadavg").read_text().split()[3].split("/")[0])
+        states = [
+            (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            for task in (proc / "self" / "task").iterdir()
+        ]
+    except (OSError, ValueError, IndexError):  # macOS, Windows; a thread that just ended
+        return 0
+    return max(0, everywhere - states.count("R"))
+
+
+def core_to_spare():
+    """Whether a second process would find a core of its own now: this one and it, beside what
+    other processes run right now (not a load average: just after a ``pip install`` the
+    average still counts it for a minute), within the usable cores."""
+    return _running_elsewhere() + 2 <= usable_cores()
 
 
 def _candidates(cap):

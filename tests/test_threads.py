@@ -552,3 +552,13 @@ def test_no_threads_in_a_forked_child():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout == "1\n"
+
+
+def test_threads_running_elsewhere_leave_out_this_processs_own(tmp_path):
+    (tmp_path / "loadavg").write_text("0.52 0.60 0.71 5/321 4242\n")
+    for task, state in ((1, "R"), (2, "S"), (3, "R")):
+        (tmp_path / "self" / "task" / str(task)).mkdir(parents=True)
+        (tmp_path / "self" / "task" / str(task) / "stat").write_text(f"{task} (py thon) {state} 1 2 3\n")
+    assert _threads._running_elsewhere(tmp_path) == 3  # 5 running, 2 of them this process's
+    (tmp_path / "loadavg").unlink()
+    assert _threads._running_elsewhere(tmp_path) == 0  # not told (macOS, Windows): none

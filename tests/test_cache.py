@@ -25,6 +25,7 @@ from conftest import assert_close
 import pyldl
 import pyldl.reference
 from pyldl.kernels import _numba
+from pyldl.kernels import optimizers as fused
 from pyldl.reference.optimizers import SGD as reference_SGD
 from pyldl.threads import usable_cores
 
@@ -505,9 +506,16 @@ def test_a_first_epoch_compiles_its_callbacks_in_a_second_process(tmp_path):
 
 def test_aside_runs_its_statement_in_a_second_process(tmp_path):
     mark = tmp_path / "ran"
-    with _numba.aside(f"import os; open({str(mark)!r}, 'w').write(str(os.getpid()))"):
+    with _numba.aside(f"import os; open({str(mark)!r}, 'w').write(str(os.getpid()))") as worker:
         pass  # the block waits for it
+    assert worker.returncode == 0
     assert int(mark.read_text()) != os.getpid()
+
+
+def test_calls_aside_runs_calls_in_a_second_process():
+    with fused.calls_aside(np.float32, [fused.TANH, fused.SIGMOID], fused.BCE) as worker:
+        pass
+    assert worker.returncode == 0
 
 
 def test_aside_stops_its_process_when_the_block_raises(tmp_path):
@@ -524,6 +532,6 @@ def test_aside_stops_its_process_when_the_block_raises(tmp_path):
 def test_aside_without_an_interpreter_to_start_runs_the_block_alone(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
     ran = []
-    with _numba.aside("pass"):
-        ran.append(True)
-    assert ran
+    with _numba.aside("pass") as worker:
+        ran.append(worker)
+    assert ran == [None]

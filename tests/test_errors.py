@@ -329,3 +329,8 @@ def test_optim_step_takes_a_1d_target_as_a_column(fused):
         results.append((loss, net._modules[0]._parameters.copy()))
     assert results[0][0] == results[1][0]
     np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+def test_trainer_refuses_a_network_that_is_no_module():
+    with pytest.raises(TypeError, match="network must be a pyldl Module, got list"):
+        optimizers.Trainer([pyldl.Linear(3, 1)], pyldl.MSELoss(), X, Y[:, :1], 4)

@@ -94,6 +94,19 @@ def test_sequential_backward_walks_the_modules_backwards(namespace, rng):
     assert_close(net.backward_delta(X, delta), expected, "op", np.float64)
 
 
+def test_a_containers_backward_update_gradient_is_its_backward(namespace, rng):
+    X, delta = rng.standard_normal((5, 4)), rng.standard_normal((5, 3))
+    net, copy = mlp(namespace), mlp(namespace)
+    for network in (net, copy):
+        network.zero_grad()
+        network(X)
+    net.backward_update_gradient(X, delta)
+    copy.backward(X, delta)
+    assert all(layer._gradient.any() for layer in linears(net))
+    for got, want in zip(linears(net), linears(copy), strict=True):
+        assert_close(got._gradient, want._gradient, "op", np.float64)
+
+
 @pytest.mark.parametrize("kind", list(NETWORKS))
 def test_network_matches_reference_network(kind, dtype, rng):
     build, n_in, n_out = NETWORKS[kind]

@@ -86,8 +86,9 @@ def uncached(dispatcher, args):
 @contextmanager
 def aside(statement):
     """Run ``statement`` (Python that compiles kernels: they land in the cache) in a second
-    process with this pyldl, while the body runs; then wait for it (stop it if the body raised).
-    Whatever it could not compile, or save, this process compiles when it gets there."""
+    process with this pyldl, while the block runs; then wait for it (stop it if the block
+    raised). Whatever it could not compile, or save, this process compiles when it gets there.
+    The block gets the process (a ``Popen``; None where no interpreter could start)."""
     paths = [str(KERNELS.parent.parent), os.environ.get("PYTHONPATH", "")]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
     devnull = subprocess.DEVNULL
@@ -96,10 +97,10 @@ def aside(statement):
             [sys.executable, "-c", statement], env=environment, stdin=devnull, stdout=devnull, stderr=devnull
         )
     except OSError:  # no interpreter to start (an embedded Python): this process compiles it all
-        yield
+        yield None
         return
     try:
-        yield
+        yield worker
     except BaseException:
         worker.kill()
         raise

@@ -6,17 +6,11 @@ from .base import get_default_dtype
 from .kernels import modules as kernels
 from .reference import modules as reference
 
-
-def _row(b, W):
-    """A bias or bias gradient for the kernels: ``b``, or an empty row where there is none
-    (the kernels take arrays only, and 0 threads: the fused epoch's signatures, so that a
-    hand-written loop runs the code the fused epoch compiled or loaded)."""
-    return np.empty((1, 0), W.dtype) if b is None else b
-
-
-def _gradients(layer, W, b):
-    gradient, gradient_bias = layer._gradients(W, b)
-    return gradient, _row(gradient_bias, W)
+# The kernels take an array for every bias (an empty row: none) and an int for the threads (0):
+# the fused epoch's argument types, so that a hand-written loop runs the code the fused epoch
+# compiled or loaded. (Written out at each call, not in a helper function: online SGD module by
+# module, W5, pays for every Python call.)
+_NO_BIAS = {np.dtype(t): np.empty((1, 0), t) for t in (np.float32, np.float64)}
 
 
 class Linear(reference.Linear):
@@ -27,14 +21,17 @@ class Linear(reference.Linear):
         W, b = self._weights()
         X = self._input(X, W)
         out = np.empty((X.shape[0], W.shape[1]), W.dtype)
-        kernels.linear_forward(X, W, _row(b, W), out, 0)
+        kernels.linear_forward(X, W, _NO_BIAS[W.dtype] if b is None else b, out, 0)
         return out
 
     def backward_update_gradient(self, input, delta):
         W, b = self._weights()
         input = self._input(input, W, "input")
         delta = self._delta(delta, W, input)
-        kernels.linear_backward_update_gradient(input, delta, *_gradients(self, W, b), 0)
+        gradient, gradient_bias = self._gradients(W, b)
+        if b is None:
+            gradient_bias = _NO_BIAS[W.dtype]
+        kernels.linear_backward_update_gradient(input, delta, gradient, gradient_bias, 0)
 
     def backward_delta(self, input, delta):
         W, _ = self._weights()
@@ -45,7 +42,10 @@ class Linear(reference.Linear):
 
     def update_parameters(self, gradient_step=1e-3):
         W, b = self._weights()
-        kernels.linear_update_parameters(W, _row(b, W), *_gradients(self, W, b), W.dtype.type(gradient_step))
+        gradient, gradient_bias = self._gradients(W, b)
+        if b is None:
+            b = gradient_bias = _NO_BIAS[W.dtype]
+        kernels.linear_update_parameters(W, b, gradient, gradient_bias, W.dtype.type(gradient_step))
 
 
 def _windows_buffer(X, W, d_out):
@@ -62,7 +62,7 @@ class Conv1D(reference.Conv1D):
         X = self._input(X, W)
         out = np.empty(self._output_shape(X, W), W.dtype)
         cols = _windows_buffer(X, W, out.shape[1])
-        kernels.conv1d_forward(X, W, _row(b, W), self._stride, cols, out, 0)
+        kernels.conv1d_forward(X, W, _NO_BIAS[W.dtype] if b is None else b, self._stride, cols, out, 0)
         return out
 
     def backward_update_gradient(self, input, delta):
@@ -71,7 +71,10 @@ class Conv1D(reference.Conv1D):
         delta = self._delta(delta, input, W)
         self._check_batch(input)
         cols = _windows_buffer(input, W, delta.shape[1])
-        kernels.conv1d_backward_update_gradient(input, delta, self._stride, cols, *_gradients(self, W, b), 0)
+        gradient, gradient_bias = self._gradients(W, b)
+        if b is None:
+            gradient_bias = _NO_BIAS[W.dtype]
+        kernels.conv1d_backward_update_gradient(input, delta, self._stride, cols, gradient, gradient_bias, 0)
 
     def backward_delta(self, input, delta):
         W, _ = self._weights()
@@ -85,10 +88,12 @@ class Conv1D(reference.Conv1D):
 
     def update_parameters(self, gradient_step=1e-3):
         W, b = self._weights()
-        gradient, gradient_bias = _gradients(self, W, b)
+        gradient, gradient_bias = self._gradients(W, b)
+        if b is None:
+            b = gradient_bias = _NO_BIAS[W.dtype]
         flat = (W.shape[0] * W.shape[1], W.shape[2])
         kernels.linear_update_parameters(
-            W.reshape(flat), _row(b, W), gradient.reshape(flat), gradient_bias, W.dtype.type(gradient_step)
+            W.reshape(flat), b, gradient.reshape(flat), gradient_bias, W.dtype.type(gradient_step)
         )
 
 

@@ -21,7 +21,8 @@ the update; and the windows of a Conv1D's delta below (``scratch``).
 The epoch calls one forward and one backward kernel per kind, the same ones the Module
 wrappers call (kernels.modules, .activations, .losses), the layers' ``separately`` (their own
 compiled code, not a copy optimised again inside the epoch: W8's first epoch on an empty cache
-about 1.2 s shorter), and each activation's derivative from its output, which forward keeps.
+about 1.2 s shorter) and with the wrappers' argument types (so one compiled copy serves both),
+and each activation's derivative from its output, which forward keeps.
 The activations and the loss it calls through a table of C callbacks (``calls``), compiled per
 dtype for the kinds a plan uses, which run in blocks of rows side by side when the products do
 (``side_by_side``).

@@ -7,6 +7,7 @@ every kernel, so the small kernels show it), with ``SGD`` at its default setting
 compiled epoch is the slow compile here.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -535,3 +536,18 @@ def test_aside_without_an_interpreter_to_start_runs_the_block_alone(tmp_path, mo
     with _numba.aside("pass") as worker:
         ran.append(worker)
     assert ran == [None]
+
+
+def test_only_pyldls_kernels_are_stamped_with_their_folder():
+    """pyldl's cache locators take its kernels only, each stamped with the whole kernels
+    folder; every other Numba function in the process keeps Numba's own locators."""
+    from pyldl.kernels import modules
+
+    locator = _numba.caching.CacheImpl._locator_classes[1]  # the in-tree one, pyldl's
+    assert locator.__name__ == "PyldlKernelsInTreeCacheLocator"
+    assert locator.from_function(test_only_pyldls_kernels_are_stamped_with_their_folder, __file__) is None
+    kernel = modules.linear_forward
+    found = locator.from_function(getattr(kernel, "py_func", kernel), modules.__file__)
+    stamp = found.get_source_stamp()
+    assert stamp == _numba._kernels_stamp() and len(stamp) == 64
+    assert stamp != hashlib.sha256(Path(modules.__file__).read_bytes()).hexdigest()  # not its file's

@@ -530,6 +530,15 @@ def test_aside_stops_its_process_when_the_block_raises(tmp_path):
     assert not mark.exists()
 
 
+def test_aside_stops_a_process_that_takes_too_long(tmp_path, monkeypatch):
+    monkeypatch.setattr(_numba, "ASIDE_SECONDS", 1)
+    mark, start = tmp_path / "ran", time.monotonic()
+    with _numba.aside(f"import time; time.sleep(60); open({str(mark)!r}, 'w')") as worker:
+        pass
+    assert time.monotonic() - start < 30
+    assert worker.returncode is not None and not mark.exists()
+
+
 def test_aside_without_an_interpreter_to_start_runs_the_block_alone(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
     ran = []

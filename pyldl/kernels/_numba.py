@@ -83,12 +83,16 @@ def uncached(dispatcher, args):
     return None if key in cache._cache_file._load_index() else argtypes
 
 
+ASIDE_SECONDS = 120  # the longest ``aside`` waits for its process before stopping it
+
+
 @contextmanager
 def aside(statement):
     """Run ``statement`` (Python that compiles kernels: they land in the cache) in a second
     process with this pyldl, while the block runs; then wait for it (stop it if the block
-    raised). Whatever it could not compile, or save, this process compiles when it gets there.
-    The block gets the process (a ``Popen``; None where no interpreter could start)."""
+    raised, or after ``ASIDE_SECONDS``). Whatever it could not compile, or save, this process
+    compiles when it gets there. The block gets the process (a ``Popen``; None where no
+    interpreter could start)."""
     paths = [str(KERNELS.parent.parent), os.environ.get("PYTHONPATH", "")]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
     devnull = subprocess.DEVNULL
@@ -101,11 +105,14 @@ def aside(statement):
         return
     try:
         yield worker
-    except BaseException:
-        worker.kill()
-        raise
+        try:
+            worker.wait(ASIDE_SECONDS)
+        except subprocess.TimeoutExpired:
+            pass  # stopped below: this process compiles what it left
     finally:
-        worker.wait()
+        if worker.poll() is None:  # the block raised (Ctrl-C), or the process hangs
+            worker.kill()
+            worker.wait()
 
 
 def jit(func=None, *, inline=False, parallel=False):

@@ -318,6 +318,7 @@ class _Plan:
             self._input = (first._weights()[0].shape[0],)
         self._work, self._no_snapshot = np.empty(0, self.dtype), np.empty(0, self.dtype)
         self._saved, self._shape, self._rows = None, None, 0
+        self._activations = self._calls = None  # the activation codes, their callbacks' table
         probe = (_SEQUENCE_LENGTH, channels or 1) if self.sequences else self._input
         try:
             self._bind(probe)  # TypeError here: what cannot be fused, before any data
@@ -356,8 +357,10 @@ class _Plan:
         self.in_width, self.out_width = math.prod(shape), out[0]
         windows = np.isin(plan["kind"], (kernels.CONV1D, kernels.MAXPOOL1D)).any()
         self._epoch = kernels.sgd_epoch_sequences if windows else kernels.sgd_epoch
-        self._activations = sorted(set(plan["act"].tolist()) - {kernels.NONE})
-        self._calls = None  # the callbacks' table: compiled or loaded by the first run
+        activations = sorted(set(plan["act"].tolist()) - {kernels.NONE})
+        if activations != self._activations:
+            self._activations = activations
+            self._calls = None  # the callbacks' table: compiled or loaded by the next run
         self._arrays, self._size = arrays, sum(a.size for a in arrays)  # also keeps the addresses valid
         self._rows = 0  # the work buffer is laid out for batches of up to this many rows
 
@@ -477,9 +480,8 @@ class _Plan:
         callbacks compile in a second process meanwhile, and this one loads them from the cache
         (a fresh install's first epoch of W3 on 2 cores: 4.1 -> 2.8 s)."""
         dtype, activations, loss = self.dtype, self._activations, self.loss
-        spare = _threads.core_to_spare()
-        argtypes = spare and uncached(self._epoch, (*args[:2], kernels.no_calls(), *args[3:], 1))
-        if argtypes:
+        argtypes = uncached(self._epoch, (*args[:2], kernels.no_calls(), *args[3:], 1))
+        if argtypes and _threads.core_to_spare():
             with kernels.calls_aside(dtype, activations, loss):
                 self._epoch.compile(argtypes)
         return kernels.calls(dtype, activations, loss)

@@ -521,13 +521,29 @@ def test_calls_aside_runs_calls_in_a_second_process():
 
 def test_aside_stops_its_process_when_the_block_raises(tmp_path):
     mark, start = tmp_path / "ran", time.monotonic()
-    with (
-        pytest.raises(KeyboardInterrupt),
-        _numba.aside(f"import time; time.sleep(60); open({str(mark)!r}, 'w')"),
-    ):
-        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        with _numba.aside(f"import time; time.sleep(60); open({str(mark)!r}, 'w')") as worker:
+            raise KeyboardInterrupt
+    assert worker.returncode is not None  # stopped, not left running
     assert time.monotonic() - start < 30
     assert not mark.exists()
+
+
+def test_aside_runs_this_pyldl_whatever_the_working_directory_holds(tmp_path, monkeypatch):
+    (tmp_path / "pyldl").mkdir()
+    (tmp_path / "pyldl" / "__init__.py").write_text("raise SystemExit('another pyldl')")
+    monkeypatch.chdir(tmp_path)
+    mark = tmp_path / "ran"
+    with _numba.aside(f"import pyldl; open({str(mark)!r}, 'w').write(pyldl.__file__)") as worker:
+        pass
+    assert worker.returncode == 0
+    assert Path(mark.read_text()) == Path(pyldl.__file__).resolve()
+
+
+def test_aside_runs_one_second_process_at_a_time():
+    with _numba.aside("pass") as first, _numba.aside("pass") as second:
+        pass
+    assert first.returncode == 0 and second is None
 
 
 def test_aside_stops_a_process_that_takes_too_long(tmp_path, monkeypatch):
@@ -539,8 +555,11 @@ def test_aside_stops_a_process_that_takes_too_long(tmp_path, monkeypatch):
     assert worker.returncode is not None and not mark.exists()
 
 
-def test_aside_without_an_interpreter_to_start_runs_the_block_alone(tmp_path, monkeypatch):
-    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
+@pytest.mark.parametrize("executable", [None, "", "blender", "python3-that-is-not-there"])
+def test_aside_without_a_python_to_start_runs_the_block_alone(executable, tmp_path, monkeypatch):
+    """No interpreter (an embedded Python), another program (run with -c, it would not run
+    Python), or one that fails to start: the block runs alone."""
+    monkeypatch.setattr(sys, "executable", executable and str(tmp_path / executable))
     ran = []
     with _numba.aside("pass") as worker:
         ran.append(worker)

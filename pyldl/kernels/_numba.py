@@ -16,6 +16,7 @@ import importlib
 import os
 import subprocess
 import sys
+import threading
 from contextlib import contextmanager
 from functools import cache, partial
 from pathlib import Path
@@ -84,6 +85,14 @@ def uncached(dispatcher, args):
 
 
 ASIDE_SECONDS = 120  # the longest ``aside`` waits for its process before stopping it
+_ASIDE = threading.Lock()  # one second process at a time (a sweep's threads would each start one)
+
+
+def _interpreter():
+    """This Python's interpreter, or None where ``sys.executable`` is none or another program
+    (an application embedding Python: run with ``-c``, it would not run Python)."""
+    name = Path(sys.executable or "").name.lower()
+    return sys.executable if name.startswith("python") else None
 
 
 @contextmanager
@@ -91,28 +100,45 @@ def aside(statement):
     """Run ``statement`` (Python that compiles kernels: they land in the cache) in a second
     process with this pyldl, while the block runs; then wait for it (stop it if the block
     raised, or after ``ASIDE_SECONDS``). Whatever it could not compile, or save, this process
-    compiles when it gets there. The block gets the process (a ``Popen``; None where no
-    interpreter could start)."""
-    paths = [str(KERNELS.parent.parent), os.environ.get("PYTHONPATH", "")]
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
-    devnull = subprocess.DEVNULL
-    try:
-        worker = subprocess.Popen(
-            [sys.executable, "-c", statement], env=environment, stdin=devnull, stdout=devnull, stderr=devnull
-        )
-    except OSError:  # no interpreter to start (an embedded Python): this process compiles it all
+    compiles when it gets there. The block gets the process (a ``Popen``), or None where none
+    started: no Python interpreter to start, or another one still running."""
+    root = str(KERNELS.parent.parent)
+    # this pyldl, not one in the working directory (``-c`` puts that first on the path); the
+    # second process stops if it imported another
+    code = "\n".join(
+        [
+            f"import pathlib, sys; root = {root!r}",
+            "sys.path[:] = ([] if root in sys.path else [root]) + [p for p in sys.path if p != '']",
+            "import pyldl",
+            "if pathlib.Path(pyldl.__file__).resolve().parents[1] != pathlib.Path(root): sys.exit(1)",
+            statement,
+        ]
+    )
+    interpreter = _interpreter()
+    if interpreter is None or not _ASIDE.acquire(blocking=False):
         yield None
         return
     try:
-        yield worker
+        devnull = subprocess.DEVNULL
         try:
-            worker.wait(ASIDE_SECONDS)
-        except subprocess.TimeoutExpired:
-            pass  # stopped below: this process compiles what it left
+            worker = subprocess.Popen(
+                [interpreter, "-c", code], stdin=devnull, stdout=devnull, stderr=devnull
+            )
+        except OSError:  # no such file, not executable
+            yield None
+            return
+        try:
+            yield worker
+            try:
+                worker.wait(ASIDE_SECONDS)
+            except subprocess.TimeoutExpired:
+                pass  # stopped below: this process compiles what it left
+        finally:
+            if worker.poll() is None:  # the block raised (Ctrl-C), or the process hangs
+                worker.kill()
+                worker.wait()
     finally:
-        if worker.poll() is None:  # the block raised (Ctrl-C), or the process hangs
-            worker.kill()
-            worker.wait()
+        _ASIDE.release()
 
 
 def jit(func=None, *, inline=False, parallel=False):

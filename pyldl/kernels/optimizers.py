@@ -152,7 +152,7 @@ def _copy_from(snapshot, at, address, size):
 
 @intrinsic
 def _copy_from_compiled(typingctx, snapshot, at, address, size):
-    # a memcpy: as a loop, LLVM vectorises each copy (0.2 s of the epoch's compilation)
+    # a memcpy: as a loop, LLVM vectorised each copy (0.3-0.4 s of the epoch's compilation)
     def codegen(context, builder, signature, args):
         snapshot, at, address, size = args
         data = context.make_array(signature.args[0])(context, builder, snapshot).data

@@ -318,7 +318,7 @@ class _Plan:
             self._input = (first._weights()[0].shape[0],)
         self._work, self._no_snapshot = np.empty(0, self.dtype), np.empty(0, self.dtype)
         self._saved, self._shape, self._rows = None, None, 0
-        self._activations = self._calls = None  # the activation codes, their callbacks' table
+        self._calls = None  # the callbacks' table: compiled or loaded by the first run
         probe = (_SEQUENCE_LENGTH, channels or 1) if self.sequences else self._input
         try:
             self._bind(probe)  # TypeError here: what cannot be fused, before any data
@@ -357,10 +357,7 @@ class _Plan:
         self.in_width, self.out_width = math.prod(shape), out[0]
         windows = np.isin(plan["kind"], (kernels.CONV1D, kernels.MAXPOOL1D)).any()
         self._epoch = kernels.sgd_epoch_sequences if windows else kernels.sgd_epoch
-        activations = sorted(set(plan["act"].tolist()) - {kernels.NONE})
-        if activations != self._activations:
-            self._activations = activations
-            self._calls = None  # the callbacks' table: compiled or loaded by the next run
+        self._activations = sorted(set(plan["act"].tolist()) - {kernels.NONE})  # the same every bind
         self._arrays, self._size = arrays, sum(a.size for a in arrays)  # also keeps the addresses valid
         self._rows = 0  # the work buffer is laid out for batches of up to this many rows
 

@@ -143,6 +143,12 @@ def _block(work, at, rows, width):
     return work[at : at + rows * width].reshape((rows, width))
 
 
+@jit(inline=True)
+def _ones(work, layout, rows):
+    """The first ``rows`` of the run of ones (written by the layout, read by the bias updates)."""
+    return work[layout["ones"] : layout["ones"] + rows]
+
+
 def _copy_from(snapshot, at, address, size):
     """snapshot[at : at + size] = the ``size`` values at ``address``; at + size."""
     at, size = int(at), int(size)
@@ -475,8 +481,7 @@ def _linear_backward(step, x, delta, below, lr, work, layout, threads):
     W = _weights(step, work)
     if below.size:
         separately(linear_backward_delta, delta, W, below, threads)
-    ones = work[layout["ones"] : layout["scratch"]]
-    separately(sgd_update, x, delta, lr, ones, W, _bias(step, work), threads)
+    separately(sgd_update, x, delta, lr, _ones(work, layout, x.shape[0]), W, _bias(step, work), threads)
 
 
 @jit(inline=True)
@@ -510,13 +515,12 @@ def _conv1d_backward(step, x, delta, below, lr, work, layout, threads):
         )
     cols = _block(work, step["cols"], n * positions, step["w_rows"])
     rate = lr / work.dtype.type(n)  # PyLDL divides Conv1D's gradient by the batch's rows
-    ones = work[layout["ones"] : layout["scratch"]]
     separately(
         sgd_update,
         cols,
         delta.reshape((n * positions, step["w_cols"])),
         rate,
-        ones,
+        _ones(work, layout, n * positions),
         W,
         _bias(step, work),
         threads,
